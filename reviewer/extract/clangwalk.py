@@ -1,0 +1,673 @@
+"""The libclang pass: one translation unit in, TUFacts out.
+
+This is the only module that imports clang.cindex. It walks the top-level cursors
+of the main file (and of headers in scope, for their static inline functions),
+and inside each function definition builds the body IR (reviewer.extract.facts.Node)
+with the calls, guard scopes, conditions and control structure a path-sensitive
+analysis needs.
+
+Two libclang habits shape the code (DOMAIN.md, measured on QEMU):
+- the extent of a macro-made expression points into the macro definition, so
+  text is read from the file at clang_getFileLocation() (where the node is
+  written, or where its macro was expanded) with reviewer.extract.ctext;
+- `true`/`false`/`NULL` arguments come from macros; their values come from the
+  AST (implicit conversion to _Bool, evaluation of integer constants).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import clang.cindex as ci
+
+from reviewer.extract import ctext
+from reviewer.extract.facts import Call, Diagnostic, FieldStore, Function, Node, Param, TUFacts
+
+EXTRACTOR_VERSION = "1"
+
+CK = ci.CursorKind
+_lib = ci.conf.lib
+
+_PARSE_OPTIONS = 0x200  # CXTranslationUnit_KeepGoing: a missing header is not the end
+_ASSIGN = 22  # CXBinaryOperator_Assign
+_EVAL_INT = 1  # CXEval_Int
+
+
+def _setup_ctypes() -> None:
+    # Entry points the Python bindings do not wrap (or wrap without spelling/file
+    # locations); declared once here.
+    _lib.clang_getFileLocation.argtypes = [
+        ci.SourceLocation,
+        ctypes.POINTER(ci.c_object_p),
+        ctypes.POINTER(ctypes.c_uint),
+        ctypes.POINTER(ctypes.c_uint),
+        ctypes.POINTER(ctypes.c_uint),
+    ]
+    _lib.clang_getFileLocation.restype = None
+    _lib.clang_Location_isFromMainFile.argtypes = [ci.SourceLocation]
+    _lib.clang_Location_isFromMainFile.restype = ctypes.c_int
+    _lib.clang_getCursorBinaryOperatorKind.argtypes = [ci.Cursor]
+    _lib.clang_getCursorBinaryOperatorKind.restype = ctypes.c_int
+    _lib.clang_Cursor_Evaluate.argtypes = [ci.Cursor]
+    _lib.clang_Cursor_Evaluate.restype = ctypes.c_void_p
+    _lib.clang_EvalResult_getKind.argtypes = [ctypes.c_void_p]
+    _lib.clang_EvalResult_getKind.restype = ctypes.c_int
+    _lib.clang_EvalResult_getAsLongLong.argtypes = [ctypes.c_void_p]
+    _lib.clang_EvalResult_getAsLongLong.restype = ctypes.c_longlong
+    _lib.clang_EvalResult_dispose.argtypes = [ctypes.c_void_p]
+    _lib.clang_EvalResult_dispose.restype = None
+
+
+_setup_ctypes()
+
+_WRAPPERS = {CK.UNEXPOSED_EXPR, CK.PAREN_EXPR, CK.CSTYLE_CAST_EXPR}
+_MISSING = re.compile(r"'([^']+)' file not found")
+
+
+class ParseFailure(Exception):
+    """libclang could not produce a translation unit at all."""
+
+
+def _strip(c: ci.Cursor) -> ci.Cursor:
+    while c.kind in _WRAPPERS or (c.kind == CK.UNARY_OPERATOR):
+        kids = list(c.get_children())
+        if len(kids) != 1:
+            return c
+        c = kids[0]
+    return c
+
+
+def _record_name(t: ci.Type) -> str:
+    canon = t.get_canonical()
+    while canon.kind in (ci.TypeKind.CONSTANTARRAY, ci.TypeKind.INCOMPLETEARRAY):
+        canon = canon.get_array_element_type().get_canonical()
+    decl = canon.get_declaration()
+    name: str = decl.spelling if decl.kind != CK.NO_DECL_FOUND else ""
+    if not name or "unnamed" in name or "anonymous" in name:
+        name = t.spelling.replace("const ", "").replace("struct ", "").strip()
+    return name
+
+
+def _parent_record(field_decl: ci.Cursor) -> str:
+    parent = field_decl.semantic_parent
+    if parent is None:
+        return "?"
+    name: str = parent.spelling
+    if not name or "unnamed" in name or "anonymous" in name:
+        name = _record_name(parent.type)
+    return name
+
+
+@dataclass
+class _Ctx:
+    caller: str
+    caller_file: str
+    params: set[str]
+    seen: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+class _Walker:
+    def __init__(
+        self, tu: ci.TranslationUnit, root: str, main: str, scope: tuple[str, ...],
+        sources: dict[str, bytes],
+    ) -> None:
+        self.tu = tu
+        self.root = root
+        self.main = main
+        self.scope = scope
+        self.sources = sources
+        self.calls: list[Call] = []
+        self.stores: list[FieldStore] = []
+        self.functions: list[Function] = []
+        self._fname: dict[int, str] = {}
+        self._callee_info: dict[str, tuple[tuple[str, ...], bool, str, bool]] = {}
+        self._buffers: dict[str, bytes] = {}
+
+    # -- locations ---------------------------------------------------------------
+
+    def rel(self, path: str) -> str:
+        path = os.path.normpath(path)
+        if self.root and (path + os.sep).startswith(self.root + os.sep):
+            return os.path.relpath(path, self.root)
+        return path
+
+    def floc(self, loc: ci.SourceLocation) -> tuple[str, int, int, int]:
+        """Where a location is written: (file, line, col, offset)."""
+        f = ci.c_object_p()
+        line, col, off = ctypes.c_uint(), ctypes.c_uint(), ctypes.c_uint()
+        _lib.clang_getFileLocation(
+            loc, ctypes.byref(f), ctypes.byref(line), ctypes.byref(col), ctypes.byref(off)
+        )
+        if not f:
+            return "", 0, 0, 0
+        ptr = ctypes.cast(f, ctypes.c_void_p).value or 0
+        name = self._fname.get(ptr)
+        if name is None:
+            name = self.rel(str(ci.File(f).name))
+            self._fname[ptr] = name
+        return name, line.value, col.value, off.value
+
+    def buffer(self, rel: str) -> bytes:
+        buf = self._buffers.get(rel)
+        if buf is None:
+            path = rel if os.path.isabs(rel) else os.path.join(self.root, rel)
+            buf = self.sources.get(path)
+            if buf is None:
+                try:
+                    with open(path, "rb") as fh:
+                        buf = fh.read()
+                except OSError:
+                    buf = b""
+            self._buffers[rel] = buf
+        return buf
+
+    def in_scope(self, rel: str) -> bool:
+        return rel == self.main or any(
+            rel == s or rel.startswith(s.rstrip("/") + "/") for s in self.scope
+        )
+
+    # -- top level ---------------------------------------------------------------
+
+    def run(self) -> None:
+        for cur in self.tu.cursor.get_children():
+            loc = cur.location
+            if not _lib.clang_Location_isFromMainFile(loc):
+                if not self.scope:
+                    continue
+                fname = self.floc(loc)[0]
+                if not fname.endswith(".h") or not self.in_scope(fname):
+                    continue
+            kind = cur.kind
+            if kind == CK.FUNCTION_DECL:
+                self._function(cur)
+            elif kind == CK.VAR_DECL:
+                self._var_stores(cur, "")
+
+    def _function(self, cur: ci.Cursor) -> None:
+        name: str = cur.spelling
+        fname, line, _, off = self.floc(cur.location)
+        start = self.floc(cur.extent.start)
+        buf = self.buffer(fname)
+        anns = {a.spelling for a in cur.get_children() if a.kind == CK.ANNOTATE_ATTR}
+        anns.update(ctext.markers_before(buf, off, start[3] if start[0] == fname else -1))
+        params = tuple(Param(p.spelling, p.type.spelling) for p in cur.get_arguments())
+        is_def = cur.is_definition()
+        body: tuple[Node, ...] = ()
+        end_line = self.floc(cur.extent.end)[1]
+        if is_def:
+            ctx = _Ctx(name, fname, {p.name for p in params})
+            compound = [c for c in cur.get_children() if c.kind == CK.COMPOUND_STMT]
+            if compound:
+                body = tuple(self._stmt(compound[0], ctx))
+        self.functions.append(
+            Function(
+                name=name,
+                file=fname,
+                line=line,
+                is_definition=is_def,
+                is_static=cur.storage_class == ci.StorageClass.STATIC,
+                annotations=tuple(sorted(anns)),
+                params=params,
+                body=body,
+                end_line=end_line,
+            )
+        )
+
+    # -- statements --------------------------------------------------------------
+
+    def _stmt(self, c: ci.Cursor, ctx: _Ctx) -> list[Node]:
+        k = c.kind
+        if k == CK.COMPOUND_STMT:
+            return self._compound(list(c.get_children()), ctx)
+        line = self.floc(c.location)[1]
+        if k == CK.IF_STMT:
+            kids = list(c.get_children())
+            out = self._exprs(kids[0], ctx)
+            text = self._cond_text(c, "if")
+            then = self._stmt(kids[1], ctx) if len(kids) > 1 else []
+            other = self._stmt(kids[2], ctx) if len(kids) > 2 else []
+            out.append(Node("if", line, text=text, branches=(tuple(then), tuple(other))))
+            return out
+        if k == CK.FOR_STMT:
+            return self._for(c, line, ctx)
+        if k == CK.WHILE_STMT:
+            kids = list(c.get_children())
+            cond = self._exprs(kids[0], ctx)
+            body = cond + self._stmt(kids[-1], ctx)
+            text = self._cond_text(c, "while")
+            return [Node("loop", line, text=text, name="while", branches=(tuple(body),))]
+        if k == CK.DO_STMT:
+            kids = list(c.get_children())
+            body = self._stmt(kids[0], ctx) + (self._exprs(kids[1], ctx) if len(kids) > 1 else [])
+            return [Node("loop", line, name="do", branches=(tuple(body),))]
+        if k == CK.SWITCH_STMT:
+            kids = list(c.get_children())
+            out = self._exprs(kids[0], ctx)
+            body = self._stmt(kids[-1], ctx)
+            text = self._cond_text(c, "switch")
+            out.append(Node("switch", line, text=text, branches=(tuple(body),)))
+            return out
+        if k == CK.CASE_STMT:
+            kids = list(c.get_children())
+            return [Node("case", line, name="case"), *self._stmt(kids[-1], ctx)]
+        if k == CK.DEFAULT_STMT:
+            kids = list(c.get_children())
+            return [Node("case", line, name="default"), *self._stmt(kids[-1], ctx)]
+        if k == CK.RETURN_STMT:
+            out = []
+            for ch in c.get_children():
+                out.extend(self._exprs(ch, ctx))
+            out.append(Node("return", line))
+            return out
+        if k == CK.GOTO_STMT:
+            labels = [ch.spelling for ch in c.get_children() if ch.kind == CK.LABEL_REF]
+            return [Node("goto", line, name=labels[0] if labels else "?")]
+        if k == CK.INDIRECT_GOTO_STMT:
+            return [Node("goto", line, name="*")]
+        if k == CK.LABEL_STMT:
+            kids = list(c.get_children())
+            inner = self._stmt(kids[-1], ctx) if kids else []
+            return [Node("label", line, name=c.spelling), *inner]
+        if k == CK.BREAK_STMT:
+            return [Node("break", line)]
+        if k == CK.CONTINUE_STMT:
+            return [Node("continue", line)]
+        if k == CK.NULL_STMT:
+            return []
+        if k == CK.DECL_STMT:
+            out = []
+            for var in c.get_children():
+                if var.kind == CK.VAR_DECL:
+                    self._var_stores(var, ctx.caller)
+                    for ch in var.get_children():
+                        out.extend(self._exprs(ch, ctx))
+            return out
+        # An expression statement; maybe an assertion.
+        fname, _, _, off = self.floc(c.location)
+        buf = self.buffer(fname)
+        head = ctext.ident_at(buf, off)
+        if head in ("assert", "g_assert"):
+            got = ctext.call_at(buf, off)
+            out = [n for n in self._exprs(c, ctx) if n.kind == "call"]
+            out.append(Node("assert", line, text=", ".join(got[1]) if got else ""))
+            return out
+        return self._exprs(c, ctx)
+
+    def _cond_text(self, c: ci.Cursor, keyword: str) -> str:
+        fname, _, _, off = self.floc(c.location)
+        return ctext.keyword_condition(self.buffer(fname), off, keyword) or ""
+
+    def _guard_call(self, decl_stmt: ci.Cursor) -> ci.Cursor | None:
+        """The initialiser call of a cleanup-attribute variable (g_autoptr guard)."""
+        for var in decl_stmt.get_children():
+            if var.kind != CK.VAR_DECL:
+                continue
+            kids = list(var.get_children())
+            if not any(k.kind == CK.UNEXPOSED_ATTR for k in kids):
+                continue
+            for k in kids:
+                s = _strip(k)
+                if s.kind == CK.CALL_EXPR:
+                    return s
+        return None
+
+    def _compound(self, kids: list[ci.Cursor], ctx: _Ctx) -> list[Node]:
+        out: list[Node] = []
+        for i, ch in enumerate(kids):
+            if ch.kind == CK.DECL_STMT:
+                guard = self._guard_call(ch)
+                if guard is not None:
+                    out.extend(self._guard_scope(ch, guard, "block", kids[i + 1 :], ctx))
+                    return out
+            out.extend(self._stmt(ch, ctx))
+        return out
+
+    def _guard_scope(
+        self, decl_stmt: ci.Cursor, guard: ci.Cursor, form: str, rest: Any, ctx: _Ctx
+    ) -> list[Node]:
+        before = self._exprs(decl_stmt, ctx)
+        # The guard's own call is the last call node of its initialiser.
+        idx = before[-1].call if before and before[-1].kind == "call" else -1
+        if idx >= 0:
+            before = before[:-1]
+        body = self._compound(rest, ctx) if form == "block" else self._stmt(rest, ctx)
+        line = self.floc(guard.location)[1]
+        before.append(Node("scope", line, call=idx, name=form, branches=(tuple(body),)))
+        return before
+
+    def _for(self, c: ci.Cursor, line: int, ctx: _Ctx) -> list[Node]:
+        kids = list(c.get_children())
+        body = kids[-1]
+        fname, _, _, off = self.floc(c.location)
+        parts = ctext.for_parts(self.buffer(fname), off)
+        rest = kids[:-1]
+        init = cond = inc = None
+        text = ""
+        if parts is not None:
+            has_init, has_cond, has_inc, text = parts
+            it = iter(rest)
+            init = next(it, None) if has_init else None
+            cond = next(it, None) if has_cond else None
+            inc = next(it, None) if has_inc else None
+        else:
+            # Written by a macro (WITH_QEMU_LOCK_GUARD, WITH_BQL_HELD, ...): those
+            # have all three parts; otherwise take what is there in order.
+            if rest and rest[0].kind == CK.DECL_STMT:
+                init, rest = rest[0], rest[1:]
+            cond = rest[0] if rest else None
+            inc = rest[1] if len(rest) > 1 else None
+        if init is not None and init.kind == CK.DECL_STMT:
+            guard = self._guard_call(init)
+            if guard is not None:
+                # The condition and increment are the guard's own bookkeeping.
+                return self._guard_scope(init, guard, "for", body, ctx)
+        out = self._exprs(init, ctx) if init is not None else []
+        inner = (self._exprs(cond, ctx) if cond is not None else []) + self._stmt(body, ctx)
+        if inc is not None:
+            inner += self._exprs(inc, ctx)
+        out.append(Node("loop", line, text=text, name="for", branches=(tuple(inner),)))
+        return out
+
+    # -- expressions -------------------------------------------------------------
+
+    def _exprs(self, c: ci.Cursor, ctx: _Ctx) -> list[Node]:
+        out: list[Node] = []
+        self._expr(c, ctx, out)
+        return out
+
+    def _expr(self, c: ci.Cursor, ctx: _Ctx, out: list[Node]) -> None:
+        k = c.kind
+        if k == CK.CALL_EXPR:
+            kids = list(c.get_children())
+            for ch in kids:
+                self._expr(ch, ctx, out)
+            node = self._call(c, kids, ctx)
+            if node is not None:
+                out.append(node)
+            return
+        if k == CK.COMPOUND_STMT:  # GNU statement expression ({ ... })
+            out.extend(self._stmt(c, ctx))
+            return
+        if k == CK.CXX_UNARY_EXPR:  # sizeof/alignof: not evaluated
+            return
+        if k == CK.BINARY_OPERATOR and _lib.clang_getCursorBinaryOperatorKind(c) == _ASSIGN:
+            self._assign_store(c, ctx.caller)
+        if k in (CK.DECL_STMT, CK.IF_STMT, CK.RETURN_STMT, CK.FOR_STMT, CK.WHILE_STMT):
+            out.extend(self._stmt(c, ctx))
+            return
+        for ch in c.get_children():
+            self._expr(ch, ctx, out)
+
+    def _call(self, c: ci.Cursor, kids: list[ci.Cursor], ctx: _Ctx) -> Node | None:
+        if not kids:
+            return None
+        target = _strip(kids[0])
+        args = kids[1:]
+        via = "unknown"
+        callee = ""
+        static = False
+        callee_file = ""
+        anns: tuple[str, ...] = ()
+        noreturn = False
+        if target.kind == CK.DECL_REF_EXPR:
+            ref = target.referenced
+            if ref is not None and ref.kind == CK.FUNCTION_DECL:
+                via = "direct"
+                callee = ref.spelling
+                anns, static, callee_file, noreturn = self._callee(ref)
+            else:
+                callee = target.spelling
+        elif target.kind == CK.MEMBER_REF_EXPR:
+            ref = target.referenced
+            if ref is not None and ref.kind == CK.FIELD_DECL:
+                via = "field"
+                callee = f"{_parent_record(ref)}.{ref.spelling}"
+            else:
+                callee = target.spelling
+        fname, line, col, off = self.floc(c.location)
+        key = (callee, off)
+        if key in ctx.seen:
+            return None  # the same written call expanded twice (assert, MAX, ...)
+        buf = self.buffer(fname)
+        written = ctext.call_at(buf, off)
+        head, texts = written if written else ("", [])
+        macro = ""
+        written_name = callee.split(".")[-1] if via == "field" else callee
+        if via in ("direct", "field") and head and head != written_name:
+            macro = head
+        values = tuple(self._value(a) for a in args)
+        fn_args: list[tuple[int, str]] = []
+        param_args: list[tuple[int, str]] = []
+        for i, a in enumerate(args):
+            s = _strip(a)
+            if s.kind == CK.DECL_REF_EXPR:
+                r = s.referenced
+                if r is not None and r.kind == CK.FUNCTION_DECL:
+                    fn_args.append((i, r.spelling))
+                elif r is not None and r.kind == CK.PARM_DECL and r.spelling in ctx.params:
+                    param_args.append((i, r.spelling))
+        idx = len(self.calls)
+        self.calls.append(
+            Call(
+                caller=ctx.caller,
+                caller_file=ctx.caller_file,
+                callee=callee or (head and f"({head})") or "?",
+                via=via,
+                file=fname,
+                line=line,
+                col=col,
+                args=tuple(texts),
+                values=values,
+                macro=macro,
+                callee_static=static,
+                callee_file=callee_file,
+                callee_annotations=anns,
+                fn_args=tuple(fn_args),
+                param_args=tuple(param_args),
+                noreturn=noreturn,
+            )
+        )
+        ctx.seen[key] = idx
+        return Node("call", line, call=idx)
+
+    def _callee(self, ref: ci.Cursor) -> tuple[tuple[str, ...], bool, str, bool]:
+        name: str = ref.spelling
+        info = self._callee_info.get(name)
+        if info is None:
+            anns = tuple(
+                sorted({a.spelling for a in ref.get_children() if a.kind == CK.ANNOTATE_ATTR})
+            )
+            static = ref.storage_class == ci.StorageClass.STATIC
+            where = ""
+            if static:
+                d = ref.get_definition() or ref
+                where = self.floc(d.location)[0]
+            noreturn = "noreturn" in ref.type.spelling
+            info = (anns, static, where, noreturn)
+            self._callee_info[name] = info
+        return info
+
+    def _value(self, a: ci.Cursor) -> str | None:
+        is_bool = a.type.kind == ci.TypeKind.BOOL
+        s = a
+        while s.kind in (CK.UNEXPOSED_EXPR, CK.PAREN_EXPR):
+            kids = list(s.get_children())
+            if len(kids) != 1:
+                break
+            s = kids[0]
+        k = s.kind
+        if k == CK.CSTYLE_CAST_EXPR and s.type.kind == ci.TypeKind.POINTER:
+            inner = _strip(s)
+            if inner.kind == CK.INTEGER_LITERAL and self._eval(inner) == 0:
+                return "NULL"
+            return None
+        if k == CK.STRING_LITERAL:
+            # __FILE__ expands to the absolute path: keep facts independent of
+            # where the tree is checked out.
+            return str(s.spelling).replace(self.root + os.sep, "")
+        if k == CK.DECL_REF_EXPR:
+            r = s.referenced
+            if r is not None and r.kind == CK.ENUM_CONSTANT_DECL:
+                return str(r.spelling)
+            return None
+        if k in (CK.INTEGER_LITERAL, CK.CHARACTER_LITERAL, CK.CXX_BOOL_LITERAL_EXPR) or (
+            k == CK.UNARY_OPERATOR and _strip(s).kind == CK.INTEGER_LITERAL
+        ):
+            v = self._eval(s)
+            if v is None:
+                return None
+            if is_bool:
+                return "true" if v else "false"
+            return str(v)
+        return None
+
+    @staticmethod
+    def _eval(c: ci.Cursor) -> int | None:
+        res = _lib.clang_Cursor_Evaluate(c)
+        if not res:
+            return None
+        try:
+            if _lib.clang_EvalResult_getKind(res) != _EVAL_INT:
+                return None
+            return int(_lib.clang_EvalResult_getAsLongLong(res))
+        finally:
+            _lib.clang_EvalResult_dispose(res)
+
+    # -- function pointers stored in struct fields ---------------------------------
+
+    def _fn_ref(self, c: ci.Cursor) -> ci.Cursor | None:
+        s = _strip(c)
+        if s.kind == CK.DECL_REF_EXPR:
+            r = s.referenced
+            if r is not None and r.kind == CK.FUNCTION_DECL:
+                return r
+        return None
+
+    def _store(self, struct: str, fieldname: str, fn: ci.Cursor, at: ci.Cursor, how: str,
+               in_function: str) -> None:
+        fname, line, _, _ = self.floc(at.location)
+        _, static, where, _ = self._callee(fn)
+        self.stores.append(
+            FieldStore(
+                struct=struct, field=fieldname, function=fn.spelling, file=fname, line=line,
+                how=how, in_function=in_function, function_static=static, function_file=where,
+            )
+        )
+
+    def _var_stores(self, var: ci.Cursor, in_function: str) -> None:
+        for ch in var.get_children():
+            if ch.kind == CK.INIT_LIST_EXPR:
+                self._init_list(ch, in_function)
+
+    def _init_list(self, il: ci.Cursor, in_function: str) -> None:
+        record = _record_name(il.type)
+        canon = il.type.get_canonical()
+        is_array = canon.kind in (ci.TypeKind.CONSTANTARRAY, ci.TypeKind.INCOMPLETEARRAY)
+        fields_: list[str] = []
+        if not is_array:
+            decl = canon.get_declaration()
+            fields_ = [f.spelling for f in decl.get_children() if f.kind == CK.FIELD_DECL]
+        pos = 0
+        for item in il.get_children():
+            kids = list(item.get_children()) if item.kind == CK.UNEXPOSED_EXPR else []
+            if kids and kids[0].kind == CK.MEMBER_REF:
+                designators = [k for k in kids[:-1] if k.kind == CK.MEMBER_REF]
+                value = kids[-1]
+                last = designators[-1]
+                ref = last.referenced
+                struct = _parent_record(ref) if ref is not None else record
+                fieldname = last.spelling
+                if fields_ and designators[0].spelling in fields_:
+                    pos = fields_.index(designators[0].spelling) + 1
+            else:
+                value = item
+                struct = record
+                fieldname = fields_[pos] if pos < len(fields_) else ""
+                pos += 1
+            inner = _strip(value)
+            if inner.kind == CK.INIT_LIST_EXPR:
+                self._init_list(inner, in_function)
+                continue
+            fn = self._fn_ref(value)
+            if fn is not None and fieldname and not is_array:
+                self._store(struct, fieldname, fn, value, "init", in_function)
+
+    def _assign_store(self, c: ci.Cursor, in_function: str) -> None:
+        kids = list(c.get_children())
+        if len(kids) != 2:
+            return
+        lhs = _strip(kids[0])
+        if lhs.kind != CK.MEMBER_REF_EXPR:
+            return
+        ref = lhs.referenced
+        if ref is None or ref.kind != CK.FIELD_DECL:
+            return
+        fn = self._fn_ref(kids[1])
+        if fn is not None:
+            self._store(_parent_record(ref), ref.spelling, fn, c, "assign", in_function)
+
+
+def extract(
+    path: str,
+    args: list[str],
+    *,
+    root: str,
+    mode: str,
+    scope: tuple[str, ...] = (),
+    unsaved: dict[str, bytes] | None = None,
+) -> tuple[TUFacts, list[str]]:
+    """Parse one TU and return its facts and the files it included (absolute)."""
+    root = os.path.normpath(os.path.abspath(root))
+    path = os.path.normpath(os.path.abspath(path))
+    sources = dict(unsaved or {})
+    index = ci.Index.create()
+    try:
+        tu = index.parse(
+            path,
+            args=args,
+            unsaved_files=[(p, data.decode("utf-8", "replace")) for p, data in sources.items()]
+            or None,
+            options=_PARSE_OPTIONS,
+        )
+    except ci.TranslationUnitLoadError as exc:
+        raise ParseFailure(f"libclang could not parse {path}: {exc}") from exc
+    walker = _Walker(tu, root, walker_rel(path, root), scope, sources)
+    walker.run()
+    diags: list[Diagnostic] = []
+    missing: list[str] = []
+    errors = 0
+    for d in tu.diagnostics:
+        if d.severity < ci.Diagnostic.Error:
+            continue
+        errors += 1
+        msg = str(d.spelling)
+        m = _MISSING.search(msg)
+        if m:
+            missing.append(m.group(1))
+        if len(diags) < 50:
+            loc = d.location
+            fname = walker.rel(str(loc.file.name)) if loc.file else ""
+            sev = "fatal" if d.severity >= ci.Diagnostic.Fatal else "error"
+            diags.append(Diagnostic(sev, fname, int(loc.line), msg))
+    includes = sorted({os.path.normpath(str(inc.include.name)) for inc in tu.get_includes()})
+    facts = TUFacts(
+        file=walker.main,
+        mode=mode,
+        functions=tuple(walker.functions),
+        calls=tuple(walker.calls),
+        field_stores=tuple(walker.stores),
+        errors=errors,
+        diagnostics=tuple(diags),
+        missing_headers=tuple(sorted(set(missing))),
+    )
+    return facts, includes
+
+
+def walker_rel(path: str, root: str) -> str:
+    if (path + os.sep).startswith(root + os.sep):
+        return os.path.relpath(path, root)
+    return path

@@ -1,0 +1,294 @@
+"""Compiler flags for libclang: build mode, no-build mode, and the resource directory.
+
+The PyPI libclang wheel has no clang builtin headers (stddef.h, stdbool.h, ...).
+Without them `bool`/`true` are undefined and libclang silently drops exactly the
+calls a review needs (DOMAIN.md), so a resource directory is not optional: we
+find one or refuse to run.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+
+from reviewer.errors import UserError
+
+# Keys of the synthesised config-host.h in no-build mode: without CONFIG_LINUX /
+# CONFIG_POSIX most of postcopy-ram.c and friends vanish behind #ifdef.
+_CONFIG_HOST = """\
+/* Synthesised by reviewer (no-build mode): a minimal config-host.h. */
+#define CONFIG_LINUX 1
+#define CONFIG_POSIX 1
+#define CONFIG_SOFTMMU 1
+#define CONFIG_SYSTEM_ONLY 1
+#define CONFIG_EVENTFD 1
+#define CONFIG_LINUX_IO_URING 1
+#define CONFIG_MADVISE 1
+#define CONFIG_POSIX_MADVISE 1
+#define CONFIG_PREADV 1
+#define CONFIG_SENDFILE 1
+#define CONFIG_THREAD_SETNAME_BYTHREAD 1
+#define CONFIG_PTHREAD_SETNAME_NP_W_TID 1
+#define CONFIG_REPLICATION 1
+#define CONFIG_RDMA 1
+#define CONFIG_ZSTD 1
+#define CONFIG_ZLIB 1
+#define CONFIG_TRACE_LOG 1
+#define CONFIG_GETRANDOM 1
+#define CONFIG_VHOST_USER 1
+#define CONFIG_KVM_TARGETS 1
+#define HOST_X86_64 1
+#define QEMU_VERSION "10.0.0"
+#define QEMU_VERSION_MAJOR 10
+#define QEMU_VERSION_MINOR 0
+#define QEMU_VERSION_MICRO 0
+#define QEMU_PKGVERSION ""
+#define CONFIG_HOST_DSOSUF ".so"
+#define CONFIG_BINDIR "/usr/local/bin"
+#define CONFIG_PREFIX "/usr/local"
+#define CONFIG_QEMU_CONFDIR "/usr/local/etc/qemu"
+#define CONFIG_QEMU_DATADIR "/usr/local/share/qemu"
+#define CONFIG_QEMU_MODDIR "/usr/local/lib/qemu"
+#define CONFIG_QEMU_LOCALSTATEDIR "/var/local"
+#define CONFIG_IOVEC 1
+#define CONFIG_FDATASYNC 1
+#define CONFIG_INOTIFY1 1
+#define CONFIG_SPLICE 1
+#define CONFIG_SYNC_FILE_RANGE 1
+#define CONFIG_TIMERFD 1
+#define CONFIG_FALLOCATE 1
+#define CONFIG_OPEN_BY_HANDLE 1
+"""
+
+
+def find_resource_dir(explicit: str | None = None) -> tuple[str, str]:
+    """Return (flag, directory): how to give libclang its builtin headers.
+
+    Order: --resource-dir / REVIEWER_RESOURCE_DIR, the clang-tidy wheel's resource
+    directory (installed with reviewer), a system clang's own resource
+    directory, Debian's /usr/lib/llvm-*/lib/clang/*, then the C compiler's builtin
+    include directory (gcc's works, and gcc is on every machine that builds QEMU).
+    """
+    explicit = explicit or os.environ.get("REVIEWER_RESOURCE_DIR")
+    if explicit:
+        if os.path.isfile(os.path.join(explicit, "include", "stddef.h")):
+            return "-resource-dir", explicit
+        if os.path.isfile(os.path.join(explicit, "stddef.h")):
+            return "-isystem", explicit
+        raise UserError(
+            f"--resource-dir {explicit}: no stddef.h there (give a clang resource "
+            "directory or a compiler's builtin include directory)"
+        )
+    wheel = _wheel_resource_dir()
+    if wheel:
+        return "-resource-dir", wheel
+    for clang in ("clang", *(f"clang-{v}" for v in range(21, 13, -1))):
+        exe = shutil.which(clang)
+        if exe:
+            out = _run([exe, "-print-resource-dir"])
+            if out and os.path.isfile(os.path.join(out, "include", "stddef.h")):
+                return "-resource-dir", out
+    cands = sorted(glob.glob("/usr/lib/llvm-*/lib/clang/*/include/stddef.h"), key=_version_key)
+    for cand in reversed(cands):
+        if "llvm-14" in cand:  # clang 14's headers broke vector intrinsics on QEMU
+            continue
+        return "-resource-dir", os.path.dirname(os.path.dirname(cand))
+    for cc in (os.environ.get("CC", ""), "gcc", "cc"):
+        exe = shutil.which(cc) if cc else None
+        if exe:
+            out = _run([exe, "-print-file-name=include"])
+            if out and os.path.isfile(os.path.join(out, "stddef.h")):
+                return "-isystem", out
+    raise UserError(
+        "no compiler builtin headers found for libclang: install gcc or clang "
+        "(apt-get install gcc), or pass --resource-dir DIR"
+    )
+
+
+def _wheel_resource_dir() -> str:
+    """The clang resource directory shipped by the clang-tidy wheel (a dependency):
+    clang 18's own builtin headers, matching the libclang wheel, with no system
+    package needed."""
+    try:
+        import clang_tidy  # type: ignore[import-untyped]
+    except ImportError:
+        return ""
+    base = os.path.join(os.path.dirname(clang_tidy.__file__), "data", "lib", "clang")
+    for cand in sorted(glob.glob(os.path.join(base, "*", "include", "stddef.h")), reverse=True):
+        return os.path.dirname(os.path.dirname(cand))
+    return ""
+
+
+def _version_key(path: str) -> tuple[int, ...]:
+    nums = [int(p) for p in path.replace("-", "/").split("/") if p.isdigit()]
+    return tuple(nums)
+
+
+def _run(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=20, check=False
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def glib_cflags() -> list[str]:
+    out = _run(["pkg-config", "--cflags", "glib-2.0"])
+    return shlex.split(out) if out else []
+
+
+@dataclass
+class CompileEntry:
+    file: str  # absolute
+    args: list[str]  # flags for libclang (no compiler, no -c/-o, no source)
+    directory: str
+
+
+@dataclass
+class FlagPlan:
+    """How each TU of a run gets its flags."""
+
+    root: str
+    mode: str  # "build" or "nobuild"
+    resource: tuple[str, str]
+    entries: dict[str, CompileEntry] = field(default_factory=dict)
+    nobuild_args: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def args_for(self, path: str) -> list[str]:
+        path = os.path.normpath(os.path.abspath(path))
+        entry = self.entries.get(path)
+        flag, rdir = self.resource
+        extra = [flag, rdir] if flag == "-resource-dir" else ["-isystem", rdir]
+        if entry is not None:
+            return [*entry.args, f"-working-directory={entry.directory}", *extra]
+        return [*self.nobuild_args, "-I", os.path.dirname(path), *extra]
+
+    def digest(self, path: str) -> str:
+        return hashlib.sha256("\0".join(self.args_for(path)).encode()).hexdigest()[:16]
+
+
+_DROP_WITH_VALUE = {"-o", "-MF", "-MQ", "-MT"}
+_DROP = {"-c", "-MD", "-MMD", "-MP", "-pipe"}
+
+
+def read_compile_db(build_dir: str) -> dict[str, CompileEntry]:
+    path = os.path.join(build_dir, "compile_commands.json")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise UserError(
+            f"{path}: not found (run QEMU's configure in that build directory, "
+            "or drop --build-dir to use no-build mode)"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: unreadable compile database ({exc}); regenerate it") from None
+    if not isinstance(data, list):
+        raise UserError(f"{path}: not a JSON list of compile commands; regenerate it")
+    entries: dict[str, CompileEntry] = {}
+    for item in data:
+        if not isinstance(item, dict) or "file" not in item:
+            continue
+        directory = str(item.get("directory", build_dir))
+        if "arguments" in item and isinstance(item["arguments"], list):
+            argv = [str(a) for a in item["arguments"]]
+        else:
+            try:
+                argv = shlex.split(str(item.get("command", "")))
+            except ValueError:
+                continue
+        src = os.path.normpath(os.path.join(directory, str(item["file"])))
+        entries.setdefault(src, CompileEntry(src, _clean_args(argv, src, directory), directory))
+    return entries
+
+
+def _clean_args(argv: list[str], src: str, directory: str) -> list[str]:
+    out: list[str] = []
+    it = iter(argv[1:])  # argv[0] is the compiler; it is never run
+    for a in it:
+        if a in _DROP_WITH_VALUE:
+            next(it, None)
+            continue
+        if a in _DROP:
+            continue
+        if os.path.normpath(os.path.join(directory, a)) == src:
+            continue
+        out.append(a)
+    # QEMU is built with gcc: its warning flags are unknown to clang.
+    out.append("-Wno-unknown-warning-option")
+    return out
+
+
+def synth_include_dir(cache_root: str | None = None) -> str:
+    """A directory with the synthesised config-host.h and an empty config-poison.h."""
+    base = cache_root or tempfile.gettempdir()
+    digest = hashlib.sha256(_CONFIG_HOST.encode()).hexdigest()[:12]
+    d = os.path.join(base, f"reviewer-nobuild-{digest}")
+    if not os.path.isfile(os.path.join(d, "config-host.h")):
+        os.makedirs(d, exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=d)
+        for name, text in (("config-host.h", _CONFIG_HOST), ("config-poison.h", "")):
+            with open(os.path.join(tmp, name), "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(os.path.join(tmp, name), os.path.join(d, name))
+        os.rmdir(tmp)
+    return d
+
+
+def nobuild_args(root: str, synth_dir: str) -> tuple[list[str], list[str]]:
+    """Flags for a plain QEMU checkout (no build directory), and notes for the user."""
+    notes: list[str] = []
+    args = ["-std=gnu11", "-D_GNU_SOURCE", "-w", "-ferror-limit=0"]
+    # The coroutine markers, defined as osdep.h defines them under clang, so they
+    # survive a TU whose osdep.h include chain is broken (osdep.h redefines them
+    # identically when it is found).
+    for marker in ("coroutine_fn", "coroutine_mixed_fn", "no_coroutine_fn"):
+        args.append(f"-D{marker}=__attribute__((annotate(\"{marker}\")))")
+    args += ["-I", synth_dir]
+    for sub in ("include", "", "host/include/x86_64", "host/include/generic", "linux-headers"):
+        d = os.path.join(root, sub)
+        if os.path.isdir(d):
+            args += ["-iquote" if sub == "" else "-I", d]
+    glib = glib_cflags()
+    if glib:
+        args += glib
+    else:
+        notes.append(
+            "glib headers not found (pkg-config glib-2.0): g_autoptr guards "
+            "(WITH_BQL_*, *_LOCK_GUARD) will be missing; install libglib2.0-dev"
+        )
+    return args, notes
+
+
+def plan_flags(
+    root: str,
+    build_dir: str | None,
+    resource_dir: str | None = None,
+    cache_root: str | None = None,
+) -> FlagPlan:
+    resource = find_resource_dir(resource_dir)
+    root = os.path.normpath(os.path.abspath(root))
+    if build_dir is None:
+        cand = os.path.join(root, "build")
+        if os.path.isfile(os.path.join(cand, "compile_commands.json")):
+            build_dir = cand
+    synth = synth_include_dir(cache_root)
+    nb, notes = nobuild_args(root, synth)
+    if build_dir is not None:
+        entries = read_compile_db(os.path.abspath(build_dir))
+        if not entries:
+            raise UserError(
+                f"{build_dir}/compile_commands.json has no entries; regenerate it "
+                "or drop --build-dir"
+            )
+        return FlagPlan(root, "build", resource, entries, nb, notes)
+    return FlagPlan(root, "nobuild", resource, {}, nb, notes)

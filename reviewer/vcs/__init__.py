@@ -1,0 +1,1 @@
+"""Everything that touches git goes through this package."""
