@@ -170,7 +170,8 @@ def facts(
             raise UserError("no C translation units to read in the given paths")
         doc = facts_document(result, api, with_body=with_body)
         if fmt is FactsFormat.json:
-            json.dump(doc, sys.stdout, indent=1)
+            # Compact: the C encoder is ~10x faster than indent= on big trees.
+            json.dump(doc, sys.stdout, separators=(",", ":"))
             sys.stdout.write("\n")
         else:
             for p in result.problems:

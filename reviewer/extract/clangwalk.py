@@ -126,6 +126,7 @@ class _Walker:
         self._fname: dict[int, str] = {}
         self._callee_info: dict[str, tuple[tuple[str, ...], bool, str, bool]] = {}
         self._buffers: dict[str, bytes] = {}
+        self._scope_memo: dict[int, bool] = {}
 
     # -- locations ---------------------------------------------------------------
 
@@ -165,6 +166,22 @@ class _Walker:
             self._buffers[rel] = buf
         return buf
 
+    def header_in_scope(self, loc: ci.SourceLocation) -> bool:
+        """Is a top-level cursor from a header in scope? Decided once per file:
+        a TU has tens of thousands of top-level cursors from headers."""
+        f = ci.c_object_p()
+        _lib.clang_getFileLocation(loc, ctypes.byref(f), None, None, None)
+        if not f:
+            return False
+        ptr = ctypes.cast(f, ctypes.c_void_p).value or 0
+        ok = self._scope_memo.get(ptr)
+        if ok is None:
+            name = self.rel(str(ci.File(f).name))
+            self._fname[ptr] = name
+            ok = name.endswith(".h") and self.in_scope(name)
+            self._scope_memo[ptr] = ok
+        return ok
+
     def in_scope(self, rel: str) -> bool:
         return rel == self.main or any(
             rel == s or rel.startswith(s.rstrip("/") + "/") for s in self.scope
@@ -175,12 +192,10 @@ class _Walker:
     def run(self) -> None:
         for cur in self.tu.cursor.get_children():
             loc = cur.location
-            if not _lib.clang_Location_isFromMainFile(loc):
-                if not self.scope:
-                    continue
-                fname = self.floc(loc)[0]
-                if not fname.endswith(".h") or not self.in_scope(fname):
-                    continue
+            if not _lib.clang_Location_isFromMainFile(loc) and (
+                not self.scope or not self.header_in_scope(loc)
+            ):
+                continue
             kind = cur.kind
             if kind == CK.FUNCTION_DECL:
                 self._function(cur)

@@ -147,9 +147,28 @@ def glib_cflags() -> list[str]:
 
 @dataclass
 class CompileEntry:
+    """One compile_commands.json entry; the command is split only when used
+    (QEMU's database has ~3000 entries and shlex is slow)."""
+
     file: str  # absolute
-    args: list[str]  # flags for libclang (no compiler, no -c/-o, no source)
     directory: str
+    raw: dict[str, object]
+    _args: list[str] | None = None
+
+    @property
+    def args(self) -> list[str]:
+        """Flags for libclang: no compiler, no -c/-o/-M*, no source file."""
+        if self._args is None:
+            arguments = self.raw.get("arguments")
+            if isinstance(arguments, list):
+                argv = [str(a) for a in arguments]
+            else:
+                try:
+                    argv = shlex.split(str(self.raw.get("command", "")))
+                except ValueError:
+                    argv = []
+            self._args = _clean_args(argv, self.file, self.directory)
+        return self._args
 
 
 @dataclass
@@ -199,15 +218,8 @@ def read_compile_db(build_dir: str) -> dict[str, CompileEntry]:
         if not isinstance(item, dict) or "file" not in item:
             continue
         directory = str(item.get("directory", build_dir))
-        if "arguments" in item and isinstance(item["arguments"], list):
-            argv = [str(a) for a in item["arguments"]]
-        else:
-            try:
-                argv = shlex.split(str(item.get("command", "")))
-            except ValueError:
-                continue
         src = os.path.normpath(os.path.join(directory, str(item["file"])))
-        entries.setdefault(src, CompileEntry(src, _clean_args(argv, src, directory), directory))
+        entries.setdefault(src, CompileEntry(src, directory, item))
     return entries
 
 
@@ -247,7 +259,9 @@ def synth_include_dir(cache_root: str | None = None) -> str:
 def nobuild_args(root: str, synth_dir: str) -> tuple[list[str], list[str]]:
     """Flags for a plain QEMU checkout (no build directory), and notes for the user."""
     notes: list[str] = []
-    args = ["-std=gnu11", "-D_GNU_SOURCE", "-w", "-ferror-limit=0"]
+    # -O2 as in QEMU's build: __OPTIMIZE__ selects the same macro expansions
+    # (qemu_build_not_reached, fortified libc calls) as build mode.
+    args = ["-std=gnu11", "-O2", "-D_GNU_SOURCE", "-w", "-ferror-limit=0"]
     # The coroutine markers, defined as osdep.h defines them under clang, so they
     # survive a TU whose osdep.h include chain is broken (osdep.h redefines them
     # identically when it is found).

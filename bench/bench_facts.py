@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Time `reviewer facts migration/` cold and warm against `clang -fsyntax-only`.
+
+    python bench/bench_facts.py QEMU_CHECKOUT [--build-dir DIR] [--jobs N] [--clang clang-19]
+
+Same TUs, same flags (reviewer's own, printed by the flag planner), same number
+of parallel jobs, all in one run. Prints wall times, the ratios, and the peak
+resident memory of each reviewer run (the whole process tree, sampled). Not run
+in CI; figures go to docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from reviewer.extract.flags import plan_flags
+from reviewer.extract.runner import collect
+
+
+def _tree_rss(pid: int) -> int:
+    total = 0
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/statm") as fh:
+                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as fh:
+                    stack.extend(int(c) for c in fh.read().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def timed(cmd: list[str]) -> tuple[float, int]:
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _tree_rss(proc.pid))
+            time.sleep(0.05)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    _, err = proc.communicate()
+    done.set()
+    th.join()
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{err.decode(errors='replace')}")
+    return time.perf_counter() - start, peak
+
+
+def clang_syntax(clang: str, root: str, build_dir: str | None, jobs: int,
+                 paths: list[str]) -> float:
+    plan = plan_flags(root, build_dir)
+    tus = collect(paths, root).tus
+
+    def one(tu: str) -> None:
+        args = [a for a in plan.args_for(tu) if not a.startswith("-working-directory=")]
+        cwd = plan.entries[tu].directory if tu in plan.entries else root
+        subprocess.run([clang, "-fsyntax-only", "-w", *args, tu], cwd=cwd,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(one, tus))
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("qemu")
+    ap.add_argument("--build-dir")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--clang", default="clang-19")
+    ap.add_argument("--paths", nargs="*", default=["migration"])
+    args = ap.parse_args()
+    root = os.path.abspath(args.qemu)
+    if not shutil.which(args.clang):
+        sys.exit(f"{args.clang} not found (apt-get install clang-19, or pass --clang)")
+    n = len(collect(args.paths, root).tus)
+    cache = tempfile.mkdtemp(prefix="reviewer-bench-")
+    base = [sys.executable, "-m", "reviewer.cli", "facts", "--root", root, "-j", str(args.jobs),
+            "--cache-dir", cache, "-f", "json", *args.paths]
+    if args.build_dir:
+        base += ["--build-dir", args.build_dir]
+    try:
+        clang_t = clang_syntax(args.clang, root, args.build_dir, args.jobs, args.paths)
+        cold_t, cold_mem = timed(base)
+        warm_t, warm_mem = timed(base)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    mode = "build" if args.build_dir else "no-build"
+    print(f"{n} TUs, {mode} mode, {args.jobs} jobs")
+    print(f"clang -fsyntax-only : {clang_t:6.2f} s")
+    print(f"reviewer cold       : {cold_t:6.2f} s  ratio {cold_t / clang_t:4.2f}x  "
+          f"peak {cold_mem / 2**20:6.0f} MiB")
+    print(f"reviewer warm       : {warm_t:6.2f} s  ratio {warm_t / clang_t:4.2f}x  "
+          f"peak {warm_mem / 2**20:6.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
