@@ -434,6 +434,11 @@ class _Walker:
                 via = "direct"
                 callee = ref.spelling
                 anns, static, callee_file, noreturn = self._callee(ref)
+            elif ref is None or ref.kind not in (CK.VAR_DECL, CK.PARM_DECL, CK.FIELD_DECL):
+                # A function whose declaration was lost with a missing header
+                # (no-build mode): still a direct call by name.
+                via = "direct"
+                callee = target.spelling
             else:
                 callee = target.spelling
         elif target.kind == CK.MEMBER_REF_EXPR:
