@@ -147,3 +147,18 @@ def test_demo_runs_and_leaves_nothing(tmp_path: object, isolated_cache: str) -> 
     assert "migration: thread-ify the incoming load" in r.stdout
     assert 'qemu_thread_create -> migration_incoming_thread  name "mig/dst/main"' in r.stdout
     assert os.listdir(str(tmp_path)) == []
+
+
+def test_tu_libclang_cannot_open(tree: str, isolated_cache: str) -> None:
+    os.symlink(os.path.join(tree, "nowhere.c"), os.path.join(tree, "migration", "dangling.c"))
+    r = run_cli("facts", "--root", tree, "migration", "-f", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    probs = "\n".join(doc["problems"])
+    assert "migration/dangling.c: cannot be read" in probs
+    assert "libclang could not parse" in probs
+    by_file = {tu["file"]: tu for tu in doc["tus"]}
+    assert by_file["migration/dangling.c"]["failed"]
+    assert by_file["migration/bql.c"]["errors"] == 0
+    text = run_cli("facts", "--root", tree, "migration")
+    assert "[NOT READ:" in text.stdout
