@@ -1,0 +1,167 @@
+"""Where each function can run: propagate (context, BQL state) from the entry
+points over the call graph, keeping a shortest witness chain for each.
+
+Entry points come from the API model: main-loop functions (main, qmp_*, hmp_*)
+and callbacks registered as bottom halves, fd handlers, watches and timers run
+in the main loop with the BQL; a qemu_thread_create() entry runs in its named
+thread without it; a coroutine runs in the context of the function that
+creates it, with that function's BQL state.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from reviewer.analysis.bql import BOTH, HELD, NOT_HELD, BqlAnalysis, Valuation, mask_text
+from reviewer.analysis.program import Program, Site
+
+
+@dataclass(frozen=True)
+class State:
+    fn: str
+    ctx: str
+    bql: int  # HELD or NOT_HELD
+    val: Valuation = ()
+
+
+@dataclass(frozen=True)
+class Step:
+    """How a state was reached: from `parent` through `site` (None for roots)."""
+
+    parent: State | None
+    site: Site | None
+    how: str  # "call", "field", "root:<kind>", "coroutine"
+
+
+@dataclass(frozen=True)
+class Reach:
+    ctx: str
+    bql: int  # mask over all valuations reaching it in this context
+    chain: tuple[str, ...]  # function names from the entry point
+    vias: tuple[str, ...]  # per step: how it was entered
+    valuations: tuple[Valuation, ...]
+
+    @property
+    def bql_text(self) -> str:
+        return mask_text(self.bql)
+
+
+def _bits(mask: int) -> tuple[int, ...]:
+    return tuple(b for b in (HELD, NOT_HELD) if mask & b)
+
+
+class Contexts:
+    def __init__(self, program: Program, bql: BqlAnalysis | None = None) -> None:
+        self.p = program
+        self.bql = bql or BqlAnalysis(program)
+        self.steps: dict[State, Step] = {}
+        self.by_fn: dict[str, list[State]] = {}
+        self.unresolved: dict[tuple[str, int], str] = {}  # (fn, call idx) -> why
+        self._run()
+
+    def _roots(self) -> list[tuple[State, Step]]:
+        m = self.p.model
+        out: list[tuple[State, Step]] = []
+        main = m.contexts.get("main")
+        if main is not None:
+            for key, info in self.p.functions.items():
+                if info.name in main.functions or info.name.startswith(main.prefixes):
+                    out.append((State(key, "main loop", HELD), Step(None, None, "root:main")))
+        for reg in self.p.registrations:
+            kind = m.contexts.get(reg.context)
+            if kind is None or kind.bql == "inherited":
+                continue
+            ctx = f"thread {reg.thread_name}" if reg.context == "thread" else {
+                "bh": "main loop (bottom half)", "fd_handler": "main loop (fd handler)",
+                "watch": "main loop (channel watch)", "timer": "main loop (timer)",
+            }.get(reg.context, reg.context)
+            bql = HELD if kind.bql == "held" else NOT_HELD
+            out.append((State(reg.target, ctx, bql), Step(None, reg.site, f"root:{reg.context}")))
+        return out
+
+    def _run(self) -> None:
+        queue: deque[State] = deque()
+        for st, step in self._roots():
+            if st.fn in self.p.functions and st not in self.steps:
+                self.steps[st] = step
+                queue.append(st)
+        coroutine_regs: dict[tuple[str, int], list[str]] = {}
+        for reg in self.p.registrations:
+            if reg.context == "coroutine":
+                coroutine_regs.setdefault((reg.site.fn, reg.site.index), []).append(reg.target)
+        while queue:
+            st = queue.popleft()
+            self.by_fn.setdefault(st.fn, []).append(st)
+            info = self.p.functions[st.fn]
+            flow = self.bql.flow(st.fn, st.bql, st.val)
+            caller_val = dict(st.val)
+            for idx, site in info.sites.items():
+                mask = flow.at_call.get(idx, 0)
+                if not mask:
+                    continue
+                for target in coroutine_regs.get((st.fn, idx), ()):
+                    ctx = st.ctx if st.ctx.startswith("coroutine") else f"coroutine in {st.ctx}"
+                    for b in _bits(mask):
+                        self._push(queue, State(target, ctx, b), Step(st, site, "coroutine"))
+                keys, why = self.p.callees(site)
+                if why and site.call.via != "direct":
+                    self.unresolved[(st.fn, idx)] = why
+                for key in keys:
+                    callee = self.p.functions[key]
+                    val = self.bql.callee_valuation(site.call, callee, caller_val)
+                    how = "field" if site.call.via == "field" else "call"
+                    for b in _bits(mask):
+                        self._push(queue, State(key, st.ctx, b, val), Step(st, site, how))
+
+    def _push(self, queue: deque[State], st: State, step: Step) -> None:
+        if st not in self.steps:
+            self.steps[st] = step
+            queue.append(st)
+
+    # -- queries -------------------------------------------------------------------
+
+    def chain(self, st: State) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        names: list[str] = []
+        vias: list[str] = []
+        cur: State | None = st
+        while cur is not None:
+            step = self.steps[cur]
+            names.append(self.p.functions[cur.fn].name)
+            if step.how.startswith("root:"):
+                vias.append(step.how[5:])
+            elif step.how == "field" and step.site is not None:
+                vias.append(f"via {step.site.call.callee}")
+            else:
+                vias.append(step.how)
+            cur = step.parent
+        return tuple(reversed(names)), tuple(reversed(vias))
+
+    def reaches(self, key: str) -> list[Reach]:
+        """Contexts of a function, merged over valuations, shortest chain first."""
+        groups: dict[str, list[State]] = {}
+        for st in self.by_fn.get(key, []):
+            groups.setdefault(st.ctx, []).append(st)
+        out: list[Reach] = []
+        for ctx, states in groups.items():
+            mask = 0
+            for s in states:
+                mask |= s.bql
+            best = min(states, key=lambda s: len(self.chain(s)[0]))
+            names, vias = self.chain(best)
+            out.append(Reach(ctx, mask, names, vias, tuple(sorted({s.val for s in states}))))
+        out.sort(key=lambda r: (len(r.chain), r.ctx))
+        return out
+
+    def states(self, key: str) -> list[State]:
+        return self.by_fn.get(key, [])
+
+    def in_thread(self, key: str) -> list[State]:
+        return [s for s in self.by_fn.get(key, []) if s.ctx.startswith("thread")]
+
+
+def merge_mask(states: list[State]) -> int:
+    mask = 0
+    for s in states:
+        mask |= s.bql
+    return mask & BOTH
