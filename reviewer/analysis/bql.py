@@ -198,7 +198,7 @@ class _Run:
         if k == "scope":
             return self.scope(n, mask, res)
         if k == "assert":
-            return self.assert_(n, mask)
+            return self.assertion(n, mask)
         if k == "return":
             self.flow.returns.append((n.line, self.scopes[0] if self.scopes else mask))
             return DEAD
@@ -326,7 +326,7 @@ class _Run:
             self.flow.events.append(Event("guard_mismatch", line, mask, call,
                                           "true" if known else "false"))
 
-    def assert_(self, n: Node, mask: int) -> int:
+    def assertion(self, n: Node, mask: int) -> int:
         for piece in split_conjuncts(n.text):
             c = self.cond(piece)
             if c.kind == "bql_locked":

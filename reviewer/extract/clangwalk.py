@@ -394,16 +394,27 @@ class _Walker:
         self._expr(c, ctx, out)
         return out
 
-    def _expr(self, c: ci.Cursor, ctx: _Ctx, out: list[Node]) -> None:
+    def _expr(self, c: ci.Cursor, ctx: _Ctx, out: list[Node], callee: bool = False) -> None:
         k = c.kind
         if k == CK.CALL_EXPR:
             kids = list(c.get_children())
-            for ch in kids:
-                self._expr(ch, ctx, out)
+            for i, ch in enumerate(kids):
+                self._expr(ch, ctx, out, callee=i == 0)
             node = self._call(c, kids, ctx)
             if node is not None:
                 out.append(node)
             return
+        if k == CK.UNEXPOSED_EXPR and not callee:
+            kids = list(c.get_children())
+            if kids and kids[0].kind == CK.DECL_REF_EXPR and self._is_recovery(c, kids[0]):
+                # A call clang could not type-check (wrong argument count, as in
+                # a caller a patch forgot to update): kept as a RecoveryExpr.
+                for ch in kids[1:]:
+                    self._expr(ch, ctx, out)
+                node = self._call(c, kids, ctx)
+                if node is not None:
+                    out.append(node)
+                return
         if k == CK.COMPOUND_STMT:  # GNU statement expression ({ ... })
             out.extend(self._stmt(c, ctx))
             return
@@ -416,6 +427,18 @@ class _Walker:
             return
         for ch in c.get_children():
             self._expr(ch, ctx, out)
+
+    def _is_recovery(self, c: ci.Cursor, ref: ci.Cursor) -> bool:
+        r = ref.referenced
+        if r is None or r.kind != CK.FUNCTION_DECL:
+            return False
+        fname, _, _, off = self.floc(c.location)
+        buf = self.buffer(fname)
+        got = ctext.call_at(buf, off)
+        if got is None or got[0] != r.spelling:
+            return False
+        end = off + len(r.spelling)
+        return buf[ctext.skip_space(buf, end) : ctext.skip_space(buf, end) + 1] == b"("
 
     def _call(self, c: ci.Cursor, kids: list[ci.Cursor], ctx: _Ctx) -> Node | None:
         if not kids:
