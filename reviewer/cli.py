@@ -182,6 +182,163 @@ def facts(
     _guard(body)
 
 
+class FindingsFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class FailOn(StrEnum):
+    any = "any"
+    never = "never"
+
+
+def _analyse(paths: list[str] | None, root: str | None, build_dir: str | None,
+             resource_dir: str | None, cache_dir: str | None, no_cache: bool,
+             jobs: int | None, model: str | None, select: str | None = None,
+             preview: bool = False) -> Any:
+    from reviewer.analysis.engine import analyze
+    from reviewer.extract.runner import run
+    from reviewer.rules import all_rules
+
+    given = list(paths or [])
+    top = os.path.abspath(root) if root else find_root(given)
+    if not given:
+        for d in ("migration", "include/migration"):
+            if os.path.isdir(os.path.join(top, d)):
+                given.append(os.path.join(top, d))
+        if not given:
+            raise UserError("no paths given and no migration/ here; name files or directories")
+    api = _model(model, top)
+    result = run(given, root=top, build_dir=build_dir, resource_dir=resource_dir,
+                 cache_dir=cache_dir, use_cache=not no_cache, jobs=jobs)
+    if not result.facts.tus:
+        for p in result.problems:
+            typer.echo(f"reviewer: {p}", err=True)
+        raise UserError("no C translation units to read in the given paths")
+    rules = None
+    if select:
+        known = all_rules()
+        ids = [x.strip().upper() for x in select.split(",") if x.strip()]
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise UserError(f"--select: unknown rule {', '.join(unknown)} (see reviewer rules)")
+        rules = [known[i] for i in ids]
+    analysis = analyze(result.facts, api, root=top, rules=rules, debug=_state["debug"],
+                       preview=preview)
+    return result, analysis
+
+
+@app.command()
+def analyze(
+    paths: Annotated[list[str] | None, typer.Argument(help="Files or directories.")] = None,
+    root: RootOpt = None,
+    build_dir: BuildDirOpt = None,
+    resource_dir: ResourceOpt = None,
+    cache_dir: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    jobs: JobsOpt = None,
+    model: ModelOpt = None,
+    select: Annotated[
+        str | None, typer.Option("--select", help="Only these rules, e.g. QM003,QM004.")
+    ] = None,
+    fmt: Annotated[FindingsFormat, typer.Option("--format", "-f", help="Output format.")] = (
+        FindingsFormat.text
+    ),
+    fail_on: Annotated[
+        FailOn, typer.Option("--fail-on", help="Exit 1 when there are findings (any).")
+    ] = FailOn.never,
+    preview: Annotated[
+        bool, typer.Option("--preview", help="Also run preview rules (see reviewer rules).")
+    ] = False,
+) -> None:
+    """Run the review rules over a tree (default: migration/ and include/migration/)."""
+
+    def body() -> None:
+        from reviewer.report.findings import analysis_document
+        from reviewer.report.render import render
+
+        result, analysis = _analyse(paths, root, build_dir, resource_dir, cache_dir, no_cache,
+                                    jobs, model, select, preview)
+        doc = analysis_document(result, analysis)
+        if fmt is FindingsFormat.json:
+            json.dump(doc, sys.stdout, indent=1)
+            sys.stdout.write("\n")
+        else:
+            for p in result.problems:
+                typer.echo(f"reviewer: {p}", err=True)
+            sys.stdout.write(render("findings.txt.j2", doc=doc))
+        if fail_on is FailOn.any and analysis.findings:
+            raise typer.Exit(1)
+
+    _guard(body)
+
+
+@app.command()
+def contexts(
+    function: Annotated[str, typer.Argument(help="Function name.")],
+    paths: Annotated[list[str] | None, typer.Argument(help="Files or directories.")] = None,
+    root: RootOpt = None,
+    build_dir: BuildDirOpt = None,
+    resource_dir: ResourceOpt = None,
+    cache_dir: CacheOpt = None,
+    no_cache: NoCacheOpt = False,
+    jobs: JobsOpt = None,
+    model: ModelOpt = None,
+    fmt: Annotated[FindingsFormat, typer.Option("--format", "-f", help="Output format.")] = (
+        FindingsFormat.text
+    ),
+) -> None:
+    """Where FUNCTION can run, whether the BQL is held there, and the call chain."""
+
+    def body() -> None:
+        from reviewer.report.findings import contexts_document
+        from reviewer.report.render import render
+
+        result, analysis = _analyse(paths, root, build_dir, resource_dir, cache_dir, no_cache,
+                                    jobs, model, select="QM100")
+        ctx = analysis.context
+        doc = contexts_document(ctx.program, ctx.contexts, function)
+        if fmt is FindingsFormat.json:
+            json.dump(doc, sys.stdout, indent=1)
+            sys.stdout.write("\n")
+        else:
+            sys.stdout.write(render("contexts.txt.j2", doc=doc,
+                                    degraded=len(result.degraded)))
+        if not doc["matches"]:
+            raise typer.Exit(2)
+
+    _guard(body)
+
+
+@app.command("rules")
+def rules_cmd() -> None:
+    """List the review rules."""
+
+    def body() -> None:
+        from reviewer.report.render import render
+        from reviewer.rules import all_rules
+
+        sys.stdout.write(render("rules.txt.j2", rules=list(all_rules().values())))
+
+    _guard(body)
+
+
+@app.command()
+def explain(rule_id: Annotated[str, typer.Argument(help="Rule ID or name, e.g. QM003.")]) -> None:
+    """Print a rule's documentation."""
+
+    def body() -> None:
+        from reviewer.report.render import render
+        from reviewer.rules import get_rule
+
+        rule = get_rule(rule_id)
+        if rule is None:
+            raise UserError(f"no rule {rule_id!r}; `reviewer rules` lists them")
+        sys.stdout.write(render("explain.txt.j2", rule=rule))
+
+    _guard(body)
+
+
 @app.command()
 def demo(
     directory: Annotated[

@@ -102,12 +102,12 @@ class BqlAnalysis:
 
     def callee_valuation(self, site_call: Call, callee: FunctionInfo,
                          caller_val: dict[str, bool]) -> Valuation:
-        if not callee.state_params:
+        if not callee.valuation_params:
             return ()
         names = [p.name for p in callee.fact.params]
         prm = dict(site_call.param_args)
         out: list[tuple[str, bool]] = []
-        for sp in callee.state_params:
+        for sp in callee.valuation_params:
             i = names.index(sp)
             v = site_call.values[i] if i < len(site_call.values) else None
             if v in ("true", "1"):

@@ -44,6 +44,10 @@ class FunctionInfo:
     tu: TUFacts
     sites: dict[int, Site] = field(default_factory=dict)  # TU call index -> site
     state_params: tuple[str, ...] = ()  # bool params tied to the BQL state
+    # bool params the analysis follows from call sites: the BQL-state ones and
+    # any used as a branch condition (e.g. `iterable_only` choosing whether a
+    # BQL-requiring step runs at all).
+    valuation_params: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -95,6 +99,7 @@ class Program:
                     self.slots.setdefault(st.slot, set()).add(key)
         for info in self.functions.values():
             info.state_params = self._state_params(info)
+            info.valuation_params = self._valuation_params(info)
 
     def _state_params(self, info: FunctionInfo) -> tuple[str, ...]:
         """bool parameters that say whether the BQL is held: listed in the model,
@@ -116,6 +121,18 @@ class Program:
                 if cond.kind == "param_eq_bql":
                     tied.add(cond.param)
         return tuple(p for p in bools if p in tied)
+
+    def _valuation_params(self, info: FunctionInfo) -> tuple[str, ...]:
+        bools = frozenset(p.name for p in info.fact.params if p.type in ("bool", "_Bool"))
+        if not bools:
+            return ()
+        used = set(info.state_params)
+        for n in iter_nodes(info.fact.body):
+            if n.kind == "if":
+                cond = classify_cond(n.text, self.model, bools)
+                if cond.kind == "param":
+                    used.add(cond.param)
+        return tuple(p.name for p in info.fact.params if p.name in used)
 
     def resolve_name(self, name: str, from_file: str, key_hint: str = "") -> str:
         """A function name as seen from a file: its static definition there (or in
@@ -193,12 +210,8 @@ class Program:
             return [self.functions[name]]
         return [self.functions[k] for k in self.by_name.get(name, [])]
 
-    def is_coroutine_fn(self, key_or_name: str) -> bool:
-        info = self.functions.get(key_or_name)
-        name = info.name if info else key_or_name
-        anns = set(info.annotations) if info else set()
-        anns |= self.annotations.get(name, set())
-        return "coroutine_fn" in anns
+    def annotations_for(self, info: FunctionInfo) -> set[str]:
+        return effective(set(info.annotations) | self.annotations.get(info.name, set()))
 
     def annotations_of(self, call: Call, key: str) -> set[str]:
         anns = set(call.callee_annotations)
@@ -206,10 +219,19 @@ class Program:
         if info:
             anns |= set(info.annotations)
         anns |= self.annotations.get(call.callee, set())
-        return anns
+        return effective(anns)
 
     def trace_events_for(self, file: str) -> frozenset[str] | None:
         return self.trace_events.get(os.path.dirname(file))
+
+
+def effective(anns: set[str]) -> set[str]:
+    """A function declared coroutine_mixed_fn anywhere (usually its public
+    header) may be called from anywhere, even if its definition says
+    coroutine_fn (qemu_get_counted_string() in QEMU 10.x does)."""
+    if "coroutine_mixed_fn" in anns:
+        return anns - {"coroutine_fn"}
+    return anns
 
 
 def _rank(tu: TUFacts, f: Function) -> tuple[int, int]:

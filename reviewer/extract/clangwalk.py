@@ -27,7 +27,7 @@ import clang.cindex as ci
 from reviewer.extract import ctext
 from reviewer.extract.facts import Call, Diagnostic, FieldStore, Function, Node, Param, TUFacts
 
-EXTRACTOR_VERSION = "1"
+EXTRACTOR_VERSION = "2"
 
 CK = ci.CursorKind
 _lib = ci.conf.lib
@@ -229,6 +229,9 @@ class _Walker:
                 params=params,
                 body=body,
                 end_line=end_line,
+                variadic=bool(
+                    cur.type.kind == ci.TypeKind.FUNCTIONPROTO and cur.type.is_function_variadic()
+                ),
             )
         )
 

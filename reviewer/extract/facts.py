@@ -84,6 +84,7 @@ class Function:
     params: tuple[Param, ...] = ()
     body: tuple[Node, ...] = ()
     end_line: int = 0
+    variadic: bool = False
 
     @property
     def key(self) -> str:

@@ -57,7 +57,7 @@ def check(ctx: RuleContext) -> Iterator[Finding]:
             continue
         keys, _ = p.callees(site)
         anns = p.annotations_of(c, keys[0] if keys else "")
-        caller_anns = set(info.annotations) | p.annotations.get(info.name, set())
+        caller_anns = p.annotations_for(info)
         caller_co = "coroutine_fn" in caller_anns or info.key in coroutine_entries
         states = ctx.contexts.states(info.key)
         if "coroutine_fn" in anns and not caller_co:

@@ -50,7 +50,7 @@ def check(ctx: RuleContext) -> Iterator[Finding]:
         cat = m.coroutine_category(c.callee)
         is_api = cat in ("yield", "self")
         keys, _ = p.callees(site) if c.via == "direct" else ([], "")
-        caller_co = "coroutine_fn" in (set(info.annotations) | p.annotations.get(info.name, set()))
+        caller_co = "coroutine_fn" in p.annotations_for(info)
         is_co_fn = (not is_api and c.via == "direct" and caller_co
                     and "coroutine_fn" in p.annotations_of(c, keys[0] if keys else ""))
         if not (is_api or is_co_fn):

@@ -54,8 +54,7 @@ def check(ctx: RuleContext) -> Iterator[Finding]:
             continue
         callee = p.functions[keys[0]]
         params = [x.name for x in callee.fact.params]
-        variadic = "..." in callee.fact.params[-1].type if callee.fact.params else False
-        if len(c.values) != len(params) and not variadic and c.values:
+        if len(c.values) != len(params) and not callee.fact.variadic and c.values:
             yield ctx.finding(ID, "arity", info=info, line=c.line,
                               states=ctx.contexts.states(info.key),
                               symbols=(c.callee,), callee=c.callee, got=len(c.values),

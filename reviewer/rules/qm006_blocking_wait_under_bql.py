@@ -41,7 +41,15 @@ STATUS = "preview"
 
 
 def _handle(text: str) -> str:
-    return text.replace("&", "").replace(" ", "").split("->")[-1].split(".")[-1]
+    """A thread handle as written, reduced to what names the thread: the last
+    field for a struct member (`&mis->load_thread` and `&inc.load_thread` are
+    `.load_thread`), the whole name for a plain variable (`&thread` matches
+    only `&thread`, never `&p->thread`)."""
+    t = text.replace("&", "").replace(" ", "").replace("(", "").replace(")", "")
+    for sep in ("->", "."):
+        if sep in t:
+            return "." + t.rsplit(sep, 1)[-1]
+    return t
 
 
 def thread_takes_bql(ctx: RuleContext, thread_name: str) -> str:
