@@ -57,6 +57,7 @@ class _Out:
     out: int = DEAD
     breaks: int = DEAD
     continues: int = DEAD
+    co: bool = False  # inside qemu_in_coroutine() when the block falls through
 
 
 class BqlAnalysis:
@@ -181,6 +182,7 @@ class _Run:
             if mask == DEAD:
                 continue
             mask = self.node(n, mask, res)
+        res.co = self.co
         self.co = co_saved
         res.out = mask
         return res
@@ -217,21 +219,42 @@ class _Run:
         return classify_cond(text, self.m, self.params)
 
     def if_(self, n: Node, mask: int, res: _Out) -> int:
-        c = self.cond(n.text)
         then_m, else_m = mask, mask
         then_co, else_co = self.co, self.co
-        if c.kind == "bql_locked":
-            then_m, else_m = (mask & NOT_HELD, mask & HELD) if c.negated else (
-                mask & HELD, mask & NOT_HELD)
-        elif c.kind == "in_coroutine":
-            if c.negated:
-                else_co = True
+        conj = split_conjuncts(n.text)
+        disj = split_conjuncts(n.text, "||") if len(conj) == 1 else []
+        if len(disj) <= 1:
+            disj = []
+        # All conjuncts hold in the then-branch; all disjuncts fail in the else-branch.
+        for piece, in_then in [(p, True) for p in conj] + [(p, False) for p in disj]:
+            c = self.cond(piece)
+            truth = not c.negated if in_then else c.negated
+            if len(conj) == 1 and not disj:
+                truth_then, single = not c.negated, True
             else:
-                then_co = True
-        elif c.kind == "param" and c.param in self.val:
-            truth = self.val[c.param] != c.negated
-            then_m, else_m = (mask, DEAD) if truth else (DEAD, mask)
+                truth_then, single = truth, False
+            if c.kind == "bql_locked":
+                want = HELD if truth_then else NOT_HELD
+                if single:
+                    then_m &= want
+                    else_m &= BOTH & ~want
+                elif in_then:
+                    then_m &= want
+                else:
+                    else_m &= want
+            elif c.kind == "in_coroutine":
+                if single:
+                    then_co = then_co or truth_then
+                    else_co = else_co or not truth_then
+                elif in_then and truth:
+                    then_co = True
+                elif not in_then and truth:
+                    else_co = True
+            elif c.kind == "param" and c.param in self.val and single:
+                holds = self.val[c.param] != c.negated
+                then_m, else_m = (then_m, DEAD) if holds else (DEAD, else_m)
         out = DEAD
+        cos: list[bool] = []
         for branch, m, co in ((n.branches[0], then_m, then_co), (n.branches[1], else_m, else_co)):
             if m == DEAD:
                 continue
@@ -242,6 +265,12 @@ class _Run:
             out |= r.out
             res.breaks |= r.breaks
             res.continues |= r.continues
+            if r.out:
+                cos.append(r.co)
+        if cos:
+            # Code after the if is inside a coroutine only if every branch that
+            # falls through is (`if (!qemu_in_coroutine()) { break; }`).
+            self.co = all(cos)
         return out
 
     def loop(self, n: Node, mask: int, res: _Out) -> int:

@@ -42,16 +42,18 @@ def _strip_parens(t: str) -> str:
     return t
 
 
-def split_conjuncts(text: str) -> list[str]:
-    """Top-level `a && b` pieces (an assert of a conjunction asserts each)."""
+def split_conjuncts(text: str, op: str = "&&") -> list[str]:
+    """Top-level `a && b` pieces (an assert of a conjunction asserts each);
+    with op="||", the disjuncts."""
     out: list[str] = []
     cur: list[str] = []
     depth, i = 0, 0
+    text = _strip_parens(text)
     while i < len(text):
         ch = text[i]
         depth += ch in "([{"
         depth -= ch in ")]}"
-        if depth == 0 and text.startswith("&&", i):
+        if depth == 0 and text.startswith(op, i):
             out.append("".join(cur))
             cur = []
             i += 2

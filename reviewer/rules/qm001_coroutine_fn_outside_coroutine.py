@@ -63,6 +63,10 @@ def check(ctx: RuleContext) -> Iterator[Finding]:
         if "coroutine_fn" in anns and not caller_co:
             if ctx.co_guarded(info.key, site.index):
                 continue
+            if ctx.model.coroutine_category(c.callee) in ("yield", "self") and any(
+                st.ctx.startswith("thread") for st in states
+            ):
+                continue  # QM002 reports it, with the thread and its chain
             variant = "mixed" if "coroutine_mixed_fn" in caller_anns else "plain"
             yield ctx.finding(ID, variant, info=info, line=c.line, states=states,
                               symbols=(c.callee,), callee=c.callee)
