@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from reviewer.analysis.program import FunctionInfo, Program
 from reviewer.extract.facts import Call, Node
-from reviewer.model.classify import Cond, classify_cond, split_conjuncts
+from reviewer.model.classify import Cond, classify_cond, iter_nodes, split_conjuncts
 
 HELD = 1
 NOT_HELD = 2
@@ -52,11 +52,28 @@ class Flow:
     rcu_read: bool = False
 
 
+# The state along the paths reaching a point: a set of (BQL bit, flag values).
+# Flags are the function's local variables that mirror the lock state
+# (`early_fail = false` after the lock is dropped, `if (early_fail) unlock`):
+# keeping them per path removes the classic false positive of a
+# path-insensitive lock analysis. With no such flags this is just a mask.
+St = frozenset[tuple[int, tuple[bool | None, ...]]]
+_NONE: St = frozenset()
+MAX_FLAGS = 4
+
+
+def bits(st: St) -> int:
+    m = 0
+    for b, _ in st:
+        m |= b
+    return m
+
+
 @dataclass
 class _Out:
-    out: int = DEAD
-    breaks: int = DEAD
-    continues: int = DEAD
+    out: St = _NONE
+    breaks: St = _NONE
+    continues: St = _NONE
     co: bool = False  # inside qemu_in_coroutine() when the block falls through
 
 
@@ -131,25 +148,41 @@ class _Run:
         self.params = frozenset(p.name for p in info.fact.params)
         self.entry = entry
         self.flow = Flow()
-        self.labels: dict[str, int] = {}
-        self.pending: dict[str, int] = {}
-        self.scopes: list[int] = []  # entry masks of enclosing guard scopes
+        self.labels: dict[str, St] = {}
+        self.pending: dict[str, St] = {}
+        self.scopes: list[St] = []  # entry states of enclosing guard scopes
         self.co = False  # inside a qemu_in_coroutine() branch
+        self.flags = self._flags()
+        self.none = tuple(None for _ in self.flags)
+
+    def _flags(self) -> tuple[str, ...]:
+        """Local variables set to constants and tested as conditions."""
+        sets: list[str] = []
+        tested: set[str] = set()
+        for n in iter_nodes(self.info.fact.body):
+            if n.kind == "set" and n.name not in sets and n.name not in self.params:
+                sets.append(n.name)
+            elif n.kind == "if":
+                c = classify_cond(n.text, self.m, frozenset(sets) | self.params)
+                if c.kind == "param":
+                    tested.add(c.param)
+        return tuple(v for v in sets if v in tested)[:MAX_FLAGS]
 
     def run(self) -> Flow:
         body = self.info.fact.body
+        start: St = frozenset({(self.entry, self.none)})
+        out = _Out()
         for _ in range(4):  # backward gotos: re-run with label seeds until stable
             self.flow = Flow()
             seeds = dict(self.pending)
             self.pending = {}
             self.labels = seeds
-            out = self.block(body, self.entry)
-            if not any((self.pending.get(k, 0) | v) != v for k, v in seeds.items()) and all(
-                k in seeds for k in self.pending
-            ):
+            out = self.block(body, start)
+            grown = {k: seeds.get(k, _NONE) | v for k, v in self.pending.items()}
+            if all(grown.get(k, _NONE) == seeds.get(k, _NONE) for k in set(grown) | set(seeds)):
                 break
-            self.pending = {k: seeds.get(k, 0) | v for k, v in self.pending.items()}
-        self.flow.exit = out.out
+            self.pending = grown
+        self.flow.exit = bits(out.out)
         for _, m in self.flow.returns:
             self.flow.exit |= m
         self._check_exits()
@@ -168,99 +201,122 @@ class _Run:
                   detail=",".join(str(x) for x in lines))
         )
 
+    # -- state operations ---------------------------------------------------------
+
+    @staticmethod
+    def with_bit(st: St, bit: int) -> St:
+        return frozenset((bit, v) for _, v in st)
+
+    @staticmethod
+    def only(st: St, want: int) -> St:
+        return frozenset((b, v) for b, v in st if b & want)
+
+    def set_flag(self, st: St, name: str, value: str) -> St:
+        i = self.flags.index(name)
+        truth = value not in ("false", "0", "NULL")
+        return frozenset((b, (*v[:i], truth, *v[i + 1:])) for b, v in st)
+
+    def split_flag(self, st: St, name: str, truth: bool) -> St:
+        i = self.flags.index(name)
+        return frozenset(
+            (b, (*v[:i], truth, *v[i + 1:])) for b, v in st if v[i] is None or v[i] == truth
+        )
+
     # -- statements ---------------------------------------------------------------
 
-    def block(self, nodes: tuple[Node, ...], mask: int) -> _Out:
+    def block(self, nodes: tuple[Node, ...], st: St) -> _Out:
         res = _Out()
         co_saved = self.co
         for n in nodes:
             if n.kind == "label":
-                mask |= self.pending.pop(n.name, DEAD) | self.labels.get(n.name, DEAD)
+                st = st | self.pending.pop(n.name, _NONE) | self.labels.get(n.name, _NONE)
                 continue
             if n.kind == "case":
                 continue  # handled by switch
-            if mask == DEAD:
+            if not st:
                 continue
-            mask = self.node(n, mask, res)
+            st = self.node(n, st, res)
         res.co = self.co
         self.co = co_saved
-        res.out = mask
+        res.out = st
         return res
 
-    def node(self, n: Node, mask: int, res: _Out) -> int:
+    def node(self, n: Node, st: St, res: _Out) -> St:
         k = n.kind
         if k == "call":
-            return self.call(n.call, n.line, mask)
+            return self.call(n.call, n.line, st)
         if k == "if":
-            return self.if_(n, mask, res)
+            return self.if_(n, st, res)
         if k == "loop":
-            return self.loop(n, mask, res)
+            return self.loop(n, st, res)
         if k == "switch":
-            return self.switch(n, mask, res)
+            return self.switch(n, st, res)
         if k == "scope":
-            return self.scope(n, mask, res)
+            return self.scope(n, st, res)
         if k == "assert":
-            return self.assertion(n, mask)
+            return self.assertion(n, st)
+        if k == "set":
+            return self.set_flag(st, n.name, n.text) if n.name in self.flags else st
         if k == "return":
-            self.flow.returns.append((n.line, self.scopes[0] if self.scopes else mask))
-            return DEAD
+            ret = self.scopes[0] if self.scopes else st
+            self.flow.returns.append((n.line, bits(ret)))
+            return _NONE
         if k == "break":
-            res.breaks |= mask
-            return DEAD
+            res.breaks |= st
+            return _NONE
         if k == "continue":
-            res.continues |= mask
-            return DEAD
+            res.continues |= st
+            return _NONE
         if k == "goto":
-            self.pending[n.name] = self.pending.get(n.name, DEAD) | mask
-            return DEAD
-        return mask
+            self.pending[n.name] = self.pending.get(n.name, _NONE) | st
+            return _NONE
+        return st
 
     def cond(self, text: str) -> Cond:
-        return classify_cond(text, self.m, self.params)
+        return classify_cond(text, self.m, self.params | frozenset(self.flags))
 
-    def if_(self, n: Node, mask: int, res: _Out) -> int:
-        then_m, else_m = mask, mask
+    def _refine(self, c: Cond, st: St, holds: bool) -> St:
+        """The paths of st on which condition c evaluates to `holds`."""
+        truth = holds != c.negated
+        if c.kind == "bql_locked":
+            return self.only(st, HELD if truth else NOT_HELD)
+        if c.kind == "param" and c.param in self.flags:
+            return self.split_flag(st, c.param, truth)
+        if c.kind == "param" and c.param in self.val:
+            return st if self.val[c.param] == truth else _NONE
+        return st
+
+    def if_(self, n: Node, st: St, res: _Out) -> St:
+        then_s, else_s = st, st
         then_co, else_co = self.co, self.co
         conj = split_conjuncts(n.text)
         disj = split_conjuncts(n.text, "||") if len(conj) == 1 else []
         if len(disj) <= 1:
             disj = []
-        # All conjuncts hold in the then-branch; all disjuncts fail in the else-branch.
-        for piece, in_then in [(p, True) for p in conj] + [(p, False) for p in disj]:
-            c = self.cond(piece)
-            truth = not c.negated if in_then else c.negated
-            if len(conj) == 1 and not disj:
-                truth_then, single = not c.negated, True
-            else:
-                truth_then, single = truth, False
-            if c.kind == "bql_locked":
-                want = HELD if truth_then else NOT_HELD
-                if single:
-                    then_m &= want
-                    else_m &= BOTH & ~want
-                elif in_then:
-                    then_m &= want
-                else:
-                    else_m &= want
-            elif c.kind == "in_coroutine":
-                if single:
-                    then_co = then_co or truth_then
-                    else_co = else_co or not truth_then
-                elif in_then and truth:
-                    then_co = True
-                elif not in_then and truth:
-                    else_co = True
-            elif c.kind == "param" and c.param in self.val and single:
-                holds = self.val[c.param] != c.negated
-                then_m, else_m = (then_m, DEAD) if holds else (DEAD, else_m)
-        out = DEAD
+        if len(conj) == 1 and not disj:
+            c = self.cond(conj[0])
+            then_s, else_s = self._refine(c, st, True), self._refine(c, st, False)
+            if c.kind == "in_coroutine":
+                then_co = then_co or not c.negated
+                else_co = else_co or c.negated
+        else:
+            # All conjuncts hold in the then-branch; all disjuncts fail in the else.
+            for piece in conj if len(conj) > 1 else []:
+                c = self.cond(piece)
+                then_s = self._refine(c, then_s, True)
+                then_co = then_co or (c.kind == "in_coroutine" and not c.negated)
+            for piece in disj:
+                c = self.cond(piece)
+                else_s = self._refine(c, else_s, False)
+                else_co = else_co or (c.kind == "in_coroutine" and c.negated)
+        out: St = _NONE
         cos: list[bool] = []
-        for branch, m, co in ((n.branches[0], then_m, then_co), (n.branches[1], else_m, else_co)):
-            if m == DEAD:
+        for branch, s_, co in ((n.branches[0], then_s, then_co), (n.branches[1], else_s, else_co)):
+            if not s_:
                 continue
             saved = self.co
             self.co = co
-            r = self.block(branch, m)
+            r = self.block(branch, s_)
             self.co = saved
             out |= r.out
             res.breaks |= r.breaks
@@ -273,12 +329,12 @@ class _Run:
             self.co = all(cos)
         return out
 
-    def loop(self, n: Node, mask: int, res: _Out) -> int:
-        cur = mask
+    def loop(self, n: Node, st: St, res: _Out) -> St:
+        cur = st
         r = _Out()
-        for _ in range(6):
+        for _ in range(8):
             r = self.block(n.branches[0], cur)
-            nxt = mask | r.out | r.continues
+            nxt = st | r.out | r.continues
             if nxt == cur:
                 break
             cur = nxt
@@ -286,52 +342,54 @@ class _Run:
             return r.out | r.continues | r.breaks
         return cur | r.breaks
 
-    def switch(self, n: Node, mask: int, res: _Out) -> int:
+    def switch(self, n: Node, st: St, res: _Out) -> St:
         body = n.branches[0]
         has_default = any(x.kind == "case" and x.name == "default" for x in body)
-        cur = DEAD
+        cur: St = _NONE
         inner = _Out()
         for x in body:
             if x.kind == "case":
-                cur |= mask
+                cur |= st
                 continue
             if x.kind == "label":
-                cur |= self.pending.pop(x.name, DEAD) | self.labels.get(x.name, DEAD)
+                cur |= self.pending.pop(x.name, _NONE) | self.labels.get(x.name, _NONE)
                 continue
-            if cur == DEAD:
+            if not cur:
                 continue
             cur = self.node(x, cur, inner)
         res.continues |= inner.continues
-        return cur | inner.breaks | (DEAD if has_default else mask)
+        return cur | inner.breaks | (_NONE if has_default else st)
 
-    def scope(self, n: Node, mask: int, res: _Out) -> int:
+    def scope(self, n: Node, st: St, res: _Out) -> St:
         c = self.calls[n.call] if n.call >= 0 else None
         g = self.m.guards.get(c.callee) if c is not None else None
         if c is not None:
-            self.record_call(n.call, mask)
+            self.record_call(n.call, bits(st))
         body = n.branches[0]
         if g is None or g.kind in ("lock_guard",):
-            r = self.block(body, mask)
+            r = self.block(body, st)
             res.breaks |= r.breaks
             res.continues |= r.continues
             return r.out
-        inside = mask
+        inside = st
         if g.kind == "bql_lock_guard":
-            inside = HELD
+            inside = self.with_bit(st, HELD)
         elif g.kind in ("with_bql_held", "with_bql_released"):
-            inside = HELD if g.kind == "with_bql_held" else NOT_HELD
-            self.check_state_arg(c, g.arg, mask, n.line, n.call)
+            inside = self.with_bit(st, HELD if g.kind == "with_bql_held" else NOT_HELD)
+            self.check_state_arg(c, g.arg, bits(st), n.line, n.call)
         elif g.kind == "rcu_read_guard":
             self.flow.rcu_read = True
-        self.scopes.append(mask)
+        self.scopes.append(st)
         r = self.block(body, inside)
         self.scopes.pop()
-        if n.name == "for":
-            res.breaks |= DEAD  # a break leaves the guard's own one-shot loop
-        else:
-            res.breaks |= mask if r.breaks else DEAD
-            res.continues |= mask if r.continues else DEAD
-        return mask if (r.out or r.breaks) else DEAD
+        if n.name != "for":
+            res.breaks |= st if r.breaks else _NONE
+            res.continues |= st if r.continues else _NONE
+        # Leaving the scope restores the entry state, flags as the body left them.
+        if not (r.out or r.breaks):
+            return _NONE
+        flags = {v for _, v in r.out | r.breaks}
+        return frozenset((b, v) for b, _ in st for v in flags)
 
     def check_state_arg(self, c: Call | None, idx: int, mask: int, line: int, call: int) -> None:
         """A guard's BQL-state argument must match the state on entry (the guard
@@ -355,25 +413,28 @@ class _Run:
             self.flow.events.append(Event("guard_mismatch", line, mask, call,
                                           "true" if known else "false"))
 
-    def assertion(self, n: Node, mask: int) -> int:
+    def assertion(self, n: Node, st: St) -> St:
         for piece in split_conjuncts(n.text):
             c = self.cond(piece)
+            mask = bits(st)
             if c.kind == "bql_locked":
                 want = NOT_HELD if c.negated else HELD
                 if mask & ~want & BOTH:
                     kind = "requires_no_bql" if c.negated else "requires_bql"
                     self.flow.events.append(Event(kind, n.line, mask, detail=f"assert({piece})"))
-                mask &= want
+                st = self.only(st, want)
             elif c.kind == "param_eq_bql" and c.param in self.val:
                 want = HELD if self.val[c.param] != c.negated else NOT_HELD
                 if mask & ~want & BOTH:
                     self.flow.events.append(Event(
                         "param_mismatch", n.line, mask,
                         detail=f"{c.param}={str(self.val[c.param]).lower()}"))
-                mask &= want
+                st = self.only(st, want)
+            elif c.kind == "param" and c.param in self.flags:
+                st = self.split_flag(st, c.param, not c.negated)
             elif c.kind == "in_coroutine" and not c.negated:
                 self.co = True
-        return mask
+        return st
 
     # -- calls --------------------------------------------------------------------
 
@@ -382,8 +443,9 @@ class _Run:
         if self.co:
             self.flow.co_guarded.add(idx)
 
-    def call(self, idx: int, line: int, mask: int) -> int:
+    def call(self, idx: int, line: int, st: St) -> St:
         c = self.calls[idx]
+        mask = bits(st)
         self.record_call(idx, mask)
         name = c.callee
         m = self.m
@@ -391,28 +453,28 @@ class _Run:
         if op == "lock":
             if mask & HELD:
                 self.flow.events.append(Event("double_lock", line, mask, idx))
-            return HELD
+            return self.with_bit(st, HELD)
         if op == "unlock":
             if mask & NOT_HELD:
                 self.flow.events.append(Event("unlock_not_held", line, mask, idx))
-            return NOT_HELD
+            return self.with_bit(st, NOT_HELD)
         if op == "cond_wait":
             if mask & NOT_HELD:
                 self.flow.events.append(Event("requires_bql", line, mask, idx, name))
-            return mask
+            return st
         if name in m.noreturn or c.noreturn:
-            return DEAD
+            return _NONE
         if name in m.rcu_read_lock:
             self.flow.rcu_read = True
         if name in m.requires_bql or name.startswith(m.requires_bql_prefixes):
             if mask & NOT_HELD:
                 self.flow.events.append(Event("requires_bql", line, mask, idx, name))
-            return mask
+            return st
         if c.via != "direct":
-            return mask
+            return st
         key = self.a.p.resolve_name(name, c.caller_file, c.callee_key)
         if not key or key == self.info.key:
-            return mask
+            return st
         callee = self.a.p.functions[key]
         val = self.a.callee_valuation(c, callee, self.val)
         need, need_not = self.a.requires(key, val)
@@ -420,4 +482,15 @@ class _Run:
             self.flow.events.append(Event("requires_bql", line, mask, idx, name))
         if need_not and mask & HELD:
             self.flow.events.append(Event("requires_no_bql", line, mask, idx, name))
-        return self.a.exit_state(key, mask, val) or mask
+        out: St = _NONE
+        for b in (HELD, NOT_HELD):
+            part = self.only(st, b)
+            if not part:
+                continue
+            ex = self.a.exit_state(key, b, val)
+            if not ex:
+                out |= part  # noreturn or unknown: keep the path as it was
+            for nb in (HELD, NOT_HELD):
+                if ex & nb:
+                    out |= self.with_bit(part, nb)
+        return out

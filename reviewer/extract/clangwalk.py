@@ -27,7 +27,7 @@ import clang.cindex as ci
 from reviewer.extract import ctext
 from reviewer.extract.facts import Call, Diagnostic, FieldStore, Function, Node, Param, TUFacts
 
-EXTRACTOR_VERSION = "2"
+EXTRACTOR_VERSION = "3"
 
 CK = ci.CursorKind
 _lib = ci.conf.lib
@@ -301,8 +301,13 @@ class _Walker:
             for var in c.get_children():
                 if var.kind == CK.VAR_DECL:
                     self._var_stores(var, ctx.caller)
-                    for ch in var.get_children():
+                    kids = list(var.get_children())
+                    for ch in kids:
                         out.extend(self._exprs(ch, ctx))
+                    init = [k for k in kids if k.kind not in (CK.TYPE_REF, CK.UNEXPOSED_ATTR)]
+                    value = self._value(init[-1]) if len(init) == 1 else None
+                    if value is not None and not value.startswith('"'):
+                        out.append(Node("set", line, name=var.spelling, text=value))
             return out
         # An expression statement; maybe an assertion.
         fname, _, _, off = self.floc(c.location)
@@ -425,11 +430,36 @@ class _Walker:
             return
         if k == CK.BINARY_OPERATOR and _lib.clang_getCursorBinaryOperatorKind(c) == _ASSIGN:
             self._assign_store(c, ctx.caller)
+            kids = list(c.get_children())
+            for ch in kids:
+                self._expr(ch, ctx, out)
+            flag = self._flag_set(kids)
+            if flag is not None:
+                out.append(Node("set", self.floc(c.location)[1], name=flag[0], text=flag[1]))
+            return
         if k in (CK.DECL_STMT, CK.IF_STMT, CK.RETURN_STMT, CK.FOR_STMT, CK.WHILE_STMT):
             out.extend(self._stmt(c, ctx))
             return
         for ch in c.get_children():
             self._expr(ch, ctx, out)
+
+    def _flag_set(self, kids: list[ci.Cursor]) -> tuple[str, str] | None:
+        """`flag = true;` on a local variable: recorded so the BQL analysis can
+        follow flags that mirror the lock state (`early_fail`)."""
+        if len(kids) != 2:
+            return None
+        lhs = _strip(kids[0])
+        if lhs.kind != CK.DECL_REF_EXPR:
+            return None
+        ref = lhs.referenced
+        if ref is None or ref.kind != CK.VAR_DECL or ref.semantic_parent is None or (
+            ref.semantic_parent.kind != CK.FUNCTION_DECL
+        ):
+            return None
+        value = self._value(kids[1])
+        if value is None or value.startswith('"'):
+            return None
+        return str(ref.spelling), value
 
     def _is_recovery(self, c: ci.Cursor, ref: ci.Cursor) -> bool:
         r = ref.referenced

@@ -37,6 +37,7 @@ class Node:
                 "for" (guard in a for-init: held for the loop body) or "block" (held
                 to the end of the enclosing block); branches = (body,)
       assert    `text` is the asserted condition as written
+      set       a local variable set to a constant: `name` = `text` (flags)
       return, break, continue
       goto      `name` is the label
       label     `name` is the label
