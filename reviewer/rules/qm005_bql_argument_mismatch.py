@@ -66,15 +66,20 @@ def check(ctx: RuleContext) -> Iterator[Finding]:
             if v not in ("true", "false", "1", "0"):
                 continue
             says_held = v in ("true", "1")
-            wrong = []
-            for st, fl in ctx.flows(info.key):
-                mask = fl.at_call.get(site.index, 0)
-                if mask & (2 if says_held else 1):
-                    wrong.append(st)
-            if wrong:
-                yield ctx.finding(ID, "constant", info=info, line=c.line, states=wrong,
-                                  symbols=(c.callee, sp), callee=c.callee, param=sp,
-                                  value="true" if says_held else "false")
+            bad_bit = 2 if says_held else 1
+            flows = ctx.flows(info.key)
+            wrong = [st for st, fl in flows if fl.at_call.get(site.index, 0) & bad_bit]
+            if not flows:
+                # No entry point reaches the caller: report only a mismatch that
+                # holds whatever state it is entered with (it locked just before).
+                static = [fl.at_call.get(site.index, 0) for fl in ctx.static_flows(info.key)]
+                if not all(m == bad_bit for m in static):
+                    continue
+            elif not wrong:
+                continue
+            yield ctx.finding(ID, "constant", info=info, line=c.line, states=wrong,
+                              symbols=(c.callee, sp), callee=c.callee, param=sp,
+                              value="true" if says_held else "false")
     # Mismatches a callee's own guard or assertion detects for a passed-through
     # parameter: blame the call that chose the valuation.
     for key, info in p.functions.items():
