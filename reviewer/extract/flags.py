@@ -23,6 +23,8 @@ from reviewer.extract.synth import generated_include_dir
 
 # Keys of the synthesised config-host.h in no-build mode: without CONFIG_LINUX /
 # CONFIG_POSIX most of postcopy-ram.c and friends vanish behind #ifdef.
+# CONFIG_AVX512BW_OPT (xbzrle.c's vector encoder) and HAVE_IBV_ADVISE_MR (rdma.c)
+# are what an x86-64 Linux build with rdma-core configures.
 _CONFIG_HOST = """\
 /* Synthesised by reviewer (no-build mode): a minimal config-host.h. */
 #define CONFIG_LINUX 1
@@ -66,6 +68,8 @@ _CONFIG_HOST = """\
 #define CONFIG_TIMERFD 1
 #define CONFIG_FALLOCATE 1
 #define CONFIG_OPEN_BY_HANDLE 1
+#define CONFIG_AVX512BW_OPT 1
+#define HAVE_IBV_ADVISE_MR 1
 """
 
 
