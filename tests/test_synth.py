@@ -201,3 +201,29 @@ def test_regenerated_only_when_inputs_change(tmp_path: object) -> None:
         assert "trace_xfer_new_point(int fd)" in fh.read()
     # Only the changed stand-in is rewritten: the fact cache keeps the others.
     assert os.stat(types).st_mtime_ns == before[types]
+
+
+def test_fact_cache_follows_the_stand_ins(tmp_path: object) -> None:
+    """The stand-ins a TU includes are among the headers its cache entry
+    hashes: changing one reparses that TU, changing another does not."""
+    root = os.path.join(str(tmp_path), "tree")
+    shutil.copytree(TREE, root)
+    cache = os.path.join(str(tmp_path), "cache")
+
+    def once() -> tuple[int, clangwalk.TUFacts]:
+        r = run(["migration/xfer.c"], root=root, cache_dir=cache, jobs=1, progress=False)
+        return r.parsed, r.facts.tus[0]
+
+    assert once()[0] == 1
+    assert once()[0] == 0
+    with open(os.path.join(root, "hw", "widget", "trace-events"), "a", encoding="utf-8") as fh:
+        fh.write("widget_reset(void) \"\"\n")
+    assert once()[0] == 0  # trace-hw_widget.h is not included by xfer.c
+    events = os.path.join(root, "migration", "trace-events")
+    with open(events, encoding="utf-8") as fh:
+        text = fh.read()
+    with open(events, "w", encoding="utf-8") as fh:
+        fh.write(text.replace("xfer_done(void)", "xfer_done(int code)"))
+    parsed, facts = once()
+    assert parsed == 1
+    assert facts.errors > 0  # trace_xfer_done() now lacks its argument
