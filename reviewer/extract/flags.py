@@ -19,9 +19,12 @@ import tempfile
 from dataclasses import dataclass, field
 
 from reviewer.errors import UserError
+from reviewer.extract.synth import generated_include_dir
 
 # Keys of the synthesised config-host.h in no-build mode: without CONFIG_LINUX /
 # CONFIG_POSIX most of postcopy-ram.c and friends vanish behind #ifdef.
+# CONFIG_AVX512BW_OPT (xbzrle.c's vector encoder) and HAVE_IBV_ADVISE_MR (rdma.c)
+# are what an x86-64 Linux build with rdma-core configures.
 _CONFIG_HOST = """\
 /* Synthesised by reviewer (no-build mode): a minimal config-host.h. */
 #define CONFIG_LINUX 1
@@ -65,6 +68,8 @@ _CONFIG_HOST = """\
 #define CONFIG_TIMERFD 1
 #define CONFIG_FALLOCATE 1
 #define CONFIG_OPEN_BY_HANDLE 1
+#define CONFIG_AVX512BW_OPT 1
+#define HAVE_IBV_ADVISE_MR 1
 """
 
 
@@ -256,8 +261,15 @@ def synth_include_dir(cache_root: str | None = None) -> str:
     return d
 
 
-def nobuild_args(root: str, synth_dir: str) -> tuple[list[str], list[str]]:
-    """Flags for a plain QEMU checkout (no build directory), and notes for the user."""
+def nobuild_args(
+    root: str, synth_dir: str, generated_dir: str | None = None
+) -> tuple[list[str], list[str]]:
+    """Flags for a plain QEMU checkout (no build directory), and notes for the user.
+
+    generated_dir holds the stand-ins for the build's generated headers
+    (reviewer/extract/synth.py); it is searched where QEMU's build directory
+    would be, after the tree's own directories for quoted includes.
+    """
     notes: list[str] = []
     # -O2 as in QEMU's build: __OPTIMIZE__ selects the same macro expansions
     # (qemu_build_not_reached, fortified libc calls) as build mode.
@@ -268,6 +280,8 @@ def nobuild_args(root: str, synth_dir: str) -> tuple[list[str], list[str]]:
     for marker in ("coroutine_fn", "coroutine_mixed_fn", "no_coroutine_fn"):
         args.append(f"-D{marker}=__attribute__((annotate(\"{marker}\")))")
     args += ["-I", synth_dir]
+    if generated_dir:
+        args += ["-I", generated_dir]
     for sub in ("include", "", "host/include/x86_64", "host/include/generic", "linux-headers"):
         d = os.path.join(root, sub)
         if os.path.isdir(d):
@@ -296,8 +310,10 @@ def plan_flags(
         if os.path.isfile(os.path.join(cand, "compile_commands.json")):
             build_dir = cand
     synth = synth_include_dir(cache_root)
-    nb, notes = nobuild_args(root, synth)
     if build_dir is not None:
+        # Build mode reads the build's own generated headers; the few TUs
+        # without a compile entry keep the plain no-build flags.
+        nb, notes = nobuild_args(root, synth)
         entries = read_compile_db(os.path.abspath(build_dir))
         if not entries:
             raise UserError(
@@ -305,4 +321,7 @@ def plan_flags(
                 "or drop --build-dir"
             )
         return FlagPlan(root, "build", resource, entries, nb, notes)
+    generated, problems = generated_include_dir(root, cache_root)
+    nb, notes = nobuild_args(root, synth, generated)
+    notes += [f"generated-header stand-ins: {p}; its declarations are missing" for p in problems]
     return FlagPlan(root, "nobuild", resource, {}, nb, notes)
