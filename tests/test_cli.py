@@ -162,3 +162,38 @@ def test_tu_libclang_cannot_open(tree: str, isolated_cache: str) -> None:
     assert by_file["migration/bql.c"]["errors"] == 0
     text = run_cli("facts", "--root", tree, "migration")
     assert "[NOT READ:" in text.stdout
+
+
+def test_rules_and_explain() -> None:
+    r = run_cli("rules")
+    assert r.returncode == 0, r.stderr
+    for rid in ("QM001", "QM003", "QM010", "QM100"):
+        assert rid in r.stdout
+    r = run_cli("explain", "QM003")
+    assert r.returncode == 0
+    assert "## Why is this bad?" in r.stdout and "bql-imbalance" in r.stdout
+    assert run_cli("explain", "bql-imbalance").returncode == 0
+    assert "no rule" in _one_line_error(run_cli("explain", "QM999"))
+
+
+def test_contexts_and_analyze_on_the_demo_series(tmp_path: object, isolated_cache: str) -> None:
+    from reviewer.vcs.series import build_series_repo
+
+    repo = os.path.join(str(tmp_path), "repo")
+    shas = build_series_repo(repo)
+    subprocess.run(["git", "-C", repo, "checkout", "-q", "--detach", shas[2]], check=True)
+    r = run_cli("contexts", "qemu_loadvm_state_main", "--root", repo, "migration", "hw")
+    assert r.returncode == 0, r.stderr
+    assert "thread mig/dst/main, BQL not held (bql_held=false)" in r.stdout
+    assert "migration_incoming_thread -> qemu_loadvm_state -> qemu_loadvm_state_main" in r.stdout
+    r = run_cli("contexts", "nope_fn", "--root", repo, "migration")
+    assert r.returncode == 2 and "no definition" in r.stdout
+    r = run_cli("analyze", "--root", repo, "migration", "hw", "-f", "json", "--fail-on", "any")
+    assert r.returncode == 1, r.stderr
+    doc = json.loads(r.stdout)
+    assert {f["rule"] for f in doc["findings"]} == {
+        "QM002", "QM003", "QM004", "QM005", "QM007", "QM008", "QM009", "QM010"}
+    for f in doc["findings"]:
+        assert f["fingerprint"] and f["message"] and f["fix"]
+    r = run_cli("analyze", "--root", repo, "migration", "--select", "QM999")
+    assert "unknown rule" in _one_line_error(r)
