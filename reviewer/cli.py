@@ -6,6 +6,7 @@ input error (one line on stderr, no traceback unless --debug).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -306,6 +307,131 @@ def contexts(
                                     degraded=len(result.degraded)))
         if not doc["matches"]:
             raise typer.Exit(2)
+
+    _guard(body)
+
+
+class ScanFormat(StrEnum):
+    text = "text"
+    markdown = "markdown"
+    html = "html"
+    json = "json"
+    sarif = "sarif"
+
+
+class ScanFailOn(StrEnum):
+    new = "new"
+    any = "any"
+    never = "never"
+
+
+def _write(text: str, output: str | None) -> None:
+    if output is None or output == "-":
+        sys.stdout.write(text)
+        return
+    tmp = f"{output}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, output)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise UserError(f"{output}: cannot write the report ({exc.strerror})") from None
+
+
+def _terminal(text: str) -> None:
+    """Colour on a terminal, plain text otherwise."""
+    if not sys.stdout.isatty() or os.environ.get("NO_COLOR"):
+        sys.stdout.write(text)
+        return
+    from rich.console import Console
+    from rich.highlighter import RegexHighlighter
+    from rich.theme import Theme
+
+    class _H(RegexHighlighter):
+        highlights = [  # noqa: RUF012 - rich's API
+            r"(?P<error>\[error\])", r"(?P<warning>\[warning\])", r"(?P<new>^  NEW )",
+            r"(?P<fixed>^  FIXED)", r"(?P<rule>QM\d{3})", r"(?P<head>^\[\d+/\d+\] .*$)",
+        ]
+
+    theme = Theme({"error": "bold red", "warning": "yellow", "new": "bold red",
+                   "fixed": "green", "rule": "cyan", "head": "bold"})
+    Console(highlighter=_H(), theme=theme, soft_wrap=True).print(
+        text, end="", markup=False, emoji=False)
+
+
+@app.command()
+def scan(
+    rng: Annotated[
+        str | None,
+        typer.Argument(metavar="RANGE", help="Commits to review, e.g. origin/master..HEAD "
+                       "(default: the branch's commits not in its upstream, else HEAD~1..HEAD)."),
+    ] = None,
+    repo: Annotated[str, typer.Option("--repo", help="The QEMU repository.")] = ".",
+    build_dir: BuildDirOpt = None,
+    paths: Annotated[
+        list[str] | None,
+        typer.Option("--paths", help="Scope (repeatable; default migration/, include/migration/ "
+                     "and the .c files the range touches)."),
+    ] = None,
+    resource_dir: ResourceOpt = None,
+    cache_dir: CacheOpt = None,
+    jobs: JobsOpt = None,
+    model: ModelOpt = None,
+    fmt: Annotated[ScanFormat, typer.Option("--format", "-f", help="Report format.")] = (
+        ScanFormat.text
+    ),
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the report here.")
+                      ] = None,
+    fail_on: Annotated[ScanFailOn, typer.Option("--fail-on", help="Exit 1 on new findings, "
+                                                "on any finding at the tip, or never.")
+                       ] = ScanFailOn.never,
+    preexisting: Annotated[
+        bool, typer.Option("--preexisting", help="Also list pre-existing findings in the "
+                           "functions each patch touches.")
+    ] = False,
+    baseline: Annotated[str | None, typer.Option("--baseline", help="Hide findings listed "
+                                                 "in this baseline file.")] = None,
+    write_baseline_to: Annotated[
+        str | None, typer.Option("--write-baseline", help="Record the tip's findings here.")
+    ] = None,
+    preview: Annotated[bool, typer.Option("--preview", help="Also run preview rules.")] = False,
+) -> None:
+    """Review a range of commits patch by patch: new, fixed, context changes."""
+
+    def body() -> None:
+        from reviewer.report.render import render
+        from reviewer.report.sarif import sarif_document
+        from reviewer.report.scan import scan_document
+        from reviewer.scan import read_baseline, scan, write_baseline
+
+        top = os.path.abspath(repo)
+        api = _model(model, top)
+        hide = read_baseline(baseline) if baseline else None
+        report = scan(top, rng, build_dir=build_dir, paths=paths, jobs=jobs,
+                      cache_dir=cache_dir, model=api, preview=preview,
+                      resource_dir=resource_dir, baseline=hide)
+        doc = scan_document(report, show_preexisting=preexisting)
+        if fmt is ScanFormat.json:
+            _write(json.dumps(doc, indent=1) + "\n", output)
+        elif fmt is ScanFormat.sarif:
+            _write(json.dumps(sarif_document(report), indent=1) + "\n", output)
+        else:
+            name = {"text": "scan.txt.j2", "markdown": "scan.md.j2", "html": "scan.html.j2"}
+            text = render(name[fmt.value], doc=doc, show_preexisting=preexisting,
+                          max_contexts=10)
+            if fmt is ScanFormat.text and output is None:
+                for p in report.problems:
+                    typer.echo(f"reviewer: {p}", err=True)
+                _terminal(text)
+            else:
+                _write(text, output)
+        if write_baseline_to:
+            write_baseline(write_baseline_to, report)
+        new = sum(len(p.new) for p in report.patches)
+        if (fail_on is ScanFailOn.new and new) or (fail_on is ScanFailOn.any and report.tip):
+            raise typer.Exit(1)
 
     _guard(body)
 

