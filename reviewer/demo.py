@@ -20,8 +20,9 @@ def run_demo(directory: str | None, keep: bool = False, jobs: int | None = None)
     cache = tempfile.mkdtemp(prefix="reviewer-demo-cache-")
     try:
         shas = build_series_repo(dest)
-        report = scan(dest, f"{shas[0][:12]}..{shas[-1][:12]}", paths=["migration", "hw"], jobs=jobs,
-                      cache_dir=cache, model=load_model(), progress=False)
+        rng = f"{shas[0][:12]}..{shas[-1][:12]}"
+        report = scan(dest, rng, paths=["migration", "hw"], jobs=jobs, cache_dir=cache,
+                      model=load_model(), progress=False)
         doc = scan_document(report)
         return render("demo.txt.j2", repo=dest if (keep or not made) else "", doc=doc,
                       show_preexisting=False, max_contexts=10)

@@ -153,7 +153,8 @@ def test_formats_from_the_cli(series: tuple[str, list[str]], tmp_path: object) -
     html = os.path.join(str(tmp_path), "r.html")
     r = run_cli(*common, "--format", "html", "--output", html)
     assert r.returncode == 0, r.stderr
-    text = open(html).read()
+    with open(html) as fh:
+        text = fh.read()
     assert "<script" not in text and "QM007" in text and 'class="hit"' in text
     r = run_cli(*common, "--format", "markdown")
     assert "| 2 |" in r.stdout and "QM003" in r.stdout
