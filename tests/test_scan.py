@@ -155,7 +155,7 @@ def test_formats_from_the_cli(series: tuple[str, list[str]], tmp_path: object) -
     assert r.returncode == 0, r.stderr
     with open(html) as fh:
         text = fh.read()
-    assert "<script" not in text and "QM007" in text and 'class="hit"' in text
+    assert "<script" not in text and "QM007" in text and 'line hit' in text
     r = run_cli(*common, "--format", "markdown")
     assert "| 2 |" in r.stdout and "QM003" in r.stdout
     base = os.path.join(str(tmp_path), "baseline.json")

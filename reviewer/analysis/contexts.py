@@ -72,7 +72,11 @@ class Contexts:
             kind = m.contexts.get(reg.context)
             if kind is None or kind.bql == "inherited":
                 continue
-            ctx = f"thread {reg.thread_name}" if reg.context == "thread" else {
+            name = reg.thread_name
+            if reg.context == "thread" and not name.replace("/", "").replace("-", "").replace(
+                "_", "").isalnum():
+                name = f"[{name}]"  # named at run time by this expression
+            ctx = f"thread {name}" if reg.context == "thread" else {
                 "bh": "main loop (bottom half)", "fd_handler": "main loop (fd handler)",
                 "watch": "main loop (channel watch)", "timer": "main loop (timer)",
             }.get(reg.context, reg.context)
