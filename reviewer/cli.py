@@ -311,6 +311,49 @@ def contexts(
     _guard(body)
 
 
+MboxOpt = Annotated[
+    str | None, typer.Option("--mbox", help="A series as mailed (mbox), applied on --base.")
+]
+BaseOpt = Annotated[
+    str | None, typer.Option("--base", help="Where to apply --mbox (default: HEAD).")
+]
+MsgidOpt = Annotated[
+    str | None, typer.Option("--msgid", help="Fetch the series with b4 (needs b4 and network).")
+]
+
+
+def _scan_inputs(repo: str, rng: str | None, mbox: str | None, base: str | None,
+                 msgid: str | None, build_dir: str | None, paths: list[str] | None,
+                 jobs: int | None, cache_dir: str | None, model: str | None, preview: bool,
+                 resource_dir: str | None, hide: set[str] | None = None) -> Any:
+    """A range, an mbox or a message-id in; (report, series or None, api) out."""
+    import tempfile
+
+    from reviewer.mail.review import fetch_msgid, scan_series
+    from reviewer.scan import scan
+
+    top = os.path.abspath(repo)
+    api = _model(model, top)
+    kw: dict[str, Any] = {"build_dir": build_dir, "paths": paths, "jobs": jobs, "preview": preview,
+          "resource_dir": resource_dir, "baseline": hide}
+    if msgid and mbox:
+        raise UserError("give --mbox or --msgid, not both")
+    if (mbox or msgid) and rng:
+        raise UserError("give a RANGE or --mbox/--msgid, not both")
+    if msgid:
+        with tempfile.TemporaryDirectory(prefix="reviewer-b4-") as d:
+            path = fetch_msgid(msgid, d)
+            report, series = scan_series(top, path, base=base, cache_dir=cache_dir, model=api,
+                                         **kw)
+        return report, series, api
+    if mbox:
+        report, series = scan_series(top, mbox, base=base, cache_dir=cache_dir, model=api, **kw)
+        return report, series, api
+    if base:
+        raise UserError("--base applies to --mbox/--msgid; for a range, write BASE..TIP")
+    return scan(top, rng, cache_dir=cache_dir, model=api, **kw), None, api
+
+
 class ScanFormat(StrEnum):
     text = "text"
     markdown = "markdown"
@@ -397,21 +440,22 @@ def scan(
         str | None, typer.Option("--write-baseline", help="Record the tip's findings here.")
     ] = None,
     preview: Annotated[bool, typer.Option("--preview", help="Also run preview rules.")] = False,
+    mbox: MboxOpt = None,
+    base: BaseOpt = None,
+    msgid: MsgidOpt = None,
 ) -> None:
-    """Review a range of commits patch by patch: new, fixed, context changes."""
+    """Review a range of commits (or a mailed series) patch by patch: new, fixed,
+    context changes."""
 
     def body() -> None:
         from reviewer.report.render import render
         from reviewer.report.sarif import sarif_document
         from reviewer.report.scan import scan_document
-        from reviewer.scan import read_baseline, scan, write_baseline
+        from reviewer.scan import read_baseline, write_baseline
 
-        top = os.path.abspath(repo)
-        api = _model(model, top)
         hide = read_baseline(baseline) if baseline else None
-        report = scan(top, rng, build_dir=build_dir, paths=paths, jobs=jobs,
-                      cache_dir=cache_dir, model=api, preview=preview,
-                      resource_dir=resource_dir, baseline=hide)
+        report, _, _ = _scan_inputs(repo, rng, mbox, base, msgid, build_dir, paths, jobs,
+                                    cache_dir, model, preview, resource_dir, hide)
         doc = scan_document(report, show_preexisting=preexisting)
         if fmt is ScanFormat.json:
             _write(json.dumps(doc, indent=1) + "\n", output)
@@ -432,6 +476,139 @@ def scan(
         new = sum(len(p.new) for p in report.patches)
         if (fail_on is ScanFailOn.new and new) or (fail_on is ScanFailOn.any and report.tip):
             raise typer.Exit(1)
+
+    _guard(body)
+
+
+@app.command()
+def reply(
+    rng: Annotated[str | None, typer.Argument(metavar="RANGE", help="Commits (as for scan).")
+                   ] = None,
+    repo: Annotated[str, typer.Option("--repo", help="The QEMU repository.")] = ".",
+    mbox: MboxOpt = None,
+    base: BaseOpt = None,
+    msgid: MsgidOpt = None,
+    output: Annotated[str | None, typer.Option("--output", "-o",
+                                               help="Write the drafts to this mbox file.")
+                      ] = None,
+    output_dir: Annotated[str | None, typer.Option("--output-dir",
+                                                   help="Write one .eml per draft here.")
+                          ] = None,
+    cover: Annotated[bool, typer.Option("--cover", help="Also reply to the cover letter with "
+                                        "the series summary.")] = False,
+    template: Annotated[str | None, typer.Option("--template", help="Jinja2 template for the "
+                                                 "body (default templates/reply.txt.j2).")
+                        ] = None,
+    sender: Annotated[str | None, typer.Option("--from", help="From: (default: git config "
+                                               "user.name/user.email).")] = None,
+    build_dir: BuildDirOpt = None,
+    paths: Annotated[list[str] | None, typer.Option("--paths", help="Scope, as for scan.")
+                     ] = None,
+    resource_dir: ResourceOpt = None,
+    cache_dir: CacheOpt = None,
+    jobs: JobsOpt = None,
+    model: ModelOpt = None,
+    preview: Annotated[bool, typer.Option("--preview", help="Also run preview rules.")] = False,
+) -> None:
+    """Draft replies to a series, one per patch with new findings (plain text,
+    interleaved, threaded under the original)."""
+
+    def body() -> None:
+        from reviewer.mail.reply import write_eml_dir, write_mbox
+        from reviewer.mail.review import mail_of_commits, replies, user_identity
+        from reviewer.report.scan import scan_document
+
+        who = user_identity(os.path.abspath(repo), sender)
+        report, series, _ = _scan_inputs(repo, rng, mbox, base, msgid, build_dir, paths, jobs,
+                                         cache_dir, model, preview, resource_dir)
+        if series is not None:
+            mails = {p.commit.sha: mp for p, mp in zip(report.patches, series.patches,
+                                                       strict=True)}
+            cov = series.cover
+        else:
+            mails = mail_of_commits(os.path.abspath(repo), report)
+            cov = None
+        doc = scan_document(report)
+        msgs = replies(report, mails, cov, sender=who, template=template, with_cover=cover,
+                       doc=doc)
+        if output_dir:
+            for name in write_eml_dir(output_dir, msgs):
+                typer.echo(name)
+        elif output:
+            write_mbox(output, msgs)
+            typer.echo(f"{len(msgs)} draft{'s' if len(msgs) != 1 else ''} written to {output}")
+        else:
+            for m in msgs:
+                sys.stdout.write(m.as_string())
+                sys.stdout.write("\n")
+        if not msgs:
+            typer.echo("no new findings: nothing to reply", err=True)
+
+    _guard(body)
+
+
+@app.command("b4-check")
+def b4_check_cmd(
+    repo: Annotated[str, typer.Option("--repo", help="The QEMU repository.")] = ".",
+    base: BaseOpt = None,
+    build_dir: BuildDirOpt = None,
+    cache_dir: CacheOpt = None,
+    model: ModelOpt = None,
+) -> None:
+    """b4's per-patch check: one patch email on stdin, a JSON list on stdout
+    (git config b4.review-perpatch-check-cmd "reviewer b4-check")."""
+
+    def body() -> None:
+        from reviewer.mail.review import b4_check
+
+        raw = sys.stdin.buffer.read()
+        if not raw.strip():
+            raise UserError("b4-check reads one patch email on stdin; got nothing")
+        top = os.path.abspath(repo)
+        out = b4_check(raw, top, base=base, cache_dir=cache_dir, model=_model(model, top),
+                       build_dir=build_dir, progress=False)
+        json.dump(out, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+
+    _guard(body)
+
+
+@app.command()
+def check(
+    files: Annotated[list[str] | None, typer.Argument(
+        help="Ignored (pre-commit passes the staged files; reviewer reads the index).")] = None,
+    repo: Annotated[str, typer.Option("--repo", help="The QEMU checkout.")] = ".",
+    from_ref: Annotated[str | None, typer.Option(
+        "--from-ref", envvar="PRE_COMMIT_FROM_REF",
+        help="Compare two refs instead of the index with HEAD (pre-push).")] = None,
+    to_ref: Annotated[str | None, typer.Option("--to-ref", envvar="PRE_COMMIT_TO_REF",
+                                               help="See --from-ref.")] = None,
+    paths: Annotated[list[str] | None, typer.Option("--paths", help="Scope, as for scan.")
+                     ] = None,
+    build_dir: BuildDirOpt = None,
+    resource_dir: ResourceOpt = None,
+    cache_dir: CacheOpt = None,
+    jobs: JobsOpt = None,
+    model: ModelOpt = None,
+    preview: Annotated[bool, typer.Option("--preview", help="Also run preview rules.")] = False,
+) -> None:
+    """Pre-commit hook: fail (exit 1) on findings the staged change introduces."""
+
+    def body() -> None:
+        from reviewer.check import check as run_check
+        from reviewer.report.render import render
+
+        top = os.path.abspath(repo)
+        result = run_check(top, from_ref=from_ref, to_ref=to_ref, paths=paths,
+                           build_dir=build_dir, cache_dir=cache_dir, jobs=jobs,
+                           model=_model(model, top), preview=preview,
+                           resource_dir=resource_dir)
+        text = render("check.txt.j2", r=result)
+        if result.new:
+            _terminal(text)
+            raise typer.Exit(1)
+        if text.strip():
+            sys.stdout.write(text)
 
     _guard(body)
 

@@ -89,6 +89,7 @@ class PatchReport:
     signature_changes: list[SignatureChange] = field(default_factory=list)
     degraded: list[tuple[str, int]] = field(default_factory=list)
     excerpts: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    message_id: str = ""  # the mail this patch came from, when known
     skipped: str = ""
     parsed: int = 0
 
@@ -134,11 +135,11 @@ def _materialise(repo: Repository, tree: str, prev: str, sha: str) -> list[Chang
 
 
 @contextmanager
-def _scratch(cache_dir: str, repo: Repository) -> Iterator[str]:
+def _scratch(cache_dir: str, repo: Repository, key: str = "") -> Iterator[str]:
     """A stable per-repository scratch tree (stable paths keep the fact cache
     warm across scans), locked against a concurrent scan, emptied before and
     removed after, whatever happens."""
-    key = hashlib.sha256(os.path.abspath(repo.git_dir).encode()).hexdigest()[:16]
+    key = key or hashlib.sha256(os.path.abspath(repo.git_dir).encode()).hexdigest()[:16]
     base = os.path.join(cache_dir, "scan")
     os.makedirs(base, exist_ok=True)
     tree = os.path.join(base, key)
@@ -239,7 +240,14 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
          paths: list[str] | None = None, jobs: int | None = None,
          cache_dir: str | None = None, model: ApiModel, preview: bool = False,
          progress: bool | None = None, resource_dir: str | None = None,
-         baseline: set[str] | None = None) -> ScanReport:
+         baseline: set[str] | None = None, scratch_key: str = "",
+         source_root: str | None = None) -> ScanReport:
+    """Review the commits of `rng` in the repository at repo_path.
+
+    scratch_key / source_root: when repo_path is a scratch clone (a mailed
+    series applied by reviewer), the user's repository stands behind it: its
+    key keeps the fact cache warm, its root is where the compile database's
+    paths point."""
     repo = Repository(repo_path)
     rng = rng or repo.default_range()
     base, commits = repo.commits(rng)
@@ -258,8 +266,8 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
             for ch in changes_of[c.sha]:
                 if ch.path.endswith(".c") and ch.status != "D" and ch.path not in scope:
                     scope.append(ch.path)
-    source_root = repo.root
-    with _scratch(cache, repo) as tree:
+    source_root = source_root or repo.root
+    with _scratch(cache, repo, scratch_key) as tree:
         repo.archive_to(base, tree)
         before = _version(base, tree, scope, build_dir, source_root, cache, jobs, model,
                           preview, progress, resource_dir)
@@ -271,7 +279,7 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
             changes = _materialise(repo, tree, prev, c.sha)
             prev = c.sha
             files = sorted({ch.path for ch in changes})
-            patch = PatchReport(c, files)
+            patch = PatchReport(c, files, message_id=_message_id(c.message))
             if c.is_merge:
                 patch.skipped = "merge commit: not reviewed as a patch"
                 patches.append(patch)
@@ -297,6 +305,12 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
     return ScanReport(repo.root or repo.git_dir, rng, base, mode, patches, remaining,
                       sorted(set(problems)), hidden,
                       sorted(before.findings.values(), key=Finding.sort_key))
+
+
+def _message_id(message: str) -> str:
+    from reviewer.mail.review import message_id_of
+
+    return message_id_of(message)
 
 
 def read_baseline(path: str) -> set[str]:

@@ -49,6 +49,7 @@ def scan_document(report: ScanReport, show_preexisting: bool = False) -> dict[st
         patches.append({
             "commit": c.sha,
             "subject": c.subject,
+            "message_id": p.message_id,
             "author": c.author,
             "author_email": c.author_email,
             "date": c.date,
