@@ -156,6 +156,27 @@ def read_mbox(path: str) -> MailSeries:
     return MailSeries(cover, ordered, skipped)
 
 
+_DATE_LINE = re.compile(rb"^Date:[^\n]*\n(?:[ \t][^\n]*\n)*", re.M | re.I)
+
+
+def _am_input(raw: bytes) -> bytes:
+    """The message for git am: a Date git cannot read (it refuses the patch)
+    is replaced by a neutral one; the reply still quotes the date as mailed."""
+    head, sep, rest = raw.partition(b"\n\n")
+    m = _DATE_LINE.search(head + b"\n")
+    if m is None:
+        return raw
+    value = m.group(0)[5:].decode("utf-8", "replace").strip()
+    try:
+        if email.utils.parsedate_to_datetime(value) is not None:
+            return raw
+    except (TypeError, ValueError, IndexError):
+        pass
+    fixed = (head + b"\n")[: m.start()] + b"Date: Thu, 01 Jan 1970 00:00:00 +0000\n" + (
+        head + b"\n")[m.end():]
+    return fixed.rstrip(b"\n") + sep + rest
+
+
 @contextmanager
 def applied(repo_root: str, series: MailSeries, base: str, scratch_base: str) -> Iterator[
         tuple[str, str, list[str]]]:
@@ -183,7 +204,8 @@ def applied(repo_root: str, series: MailSeries, base: str, scratch_base: str) ->
         shas: list[str] = []
         for p in series.patches:
             try:
-                git("am", "-q", "--keep-cr", "--committer-date-is-author-date", data=p.raw)
+                git("am", "-q", "--keep-cr", "--committer-date-is-author-date",
+                    data=_am_input(p.raw))
             except subprocess.CalledProcessError as exc:
                 why = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()
                 reason = next((w for w in why if w.startswith(("error:", "fatal:"))),
