@@ -34,13 +34,29 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from reviewer.analysis.bql import HELD, NOT_HELD
 from reviewer.analysis.engine import RuleContext
+from reviewer.extract.facts import Call
 from reviewer.findings import Finding
 
 ID = "QM005"
 NAME = "bql-argument-mismatch"
 SEVERITY = "error"
 STATUS = "stable"
+
+
+def _consequence(ctx: RuleContext, key: str, call: Call, says_held: bool) -> str:
+    """Where the callee notices: its WITH_BQL_*() guard or assertion on the value."""
+    callee = ctx.program.functions[key]
+    val = ctx.bql.callee_valuation(call, callee, {})
+    flow = ctx.bql.flow(key, NOT_HELD if says_held else HELD, val)
+    for e in flow.events:
+        if e.kind == "guard_mismatch" and e.call >= 0:
+            g = callee.tu.calls[e.call]
+            return f"{g.macro or g.callee}() in {callee.name}() at {callee.fact.file}:{e.line}"
+        if e.kind == "param_mismatch":
+            return f"the assertion in {callee.name}() at {callee.fact.file}:{e.line}"
+    return ""
 
 
 def check(ctx: RuleContext) -> Iterator[Finding]:
@@ -79,7 +95,8 @@ def check(ctx: RuleContext) -> Iterator[Finding]:
                 continue
             yield ctx.finding(ID, "constant", info=info, line=c.line, states=wrong,
                               symbols=(c.callee, sp), callee=c.callee, param=sp,
-                              value="true" if says_held else "false")
+                              value="true" if says_held else "false",
+                              consequence=_consequence(ctx, callee.key, c, says_held))
     # Mismatches a callee's own guard or assertion detects for a passed-through
     # parameter: blame the call that chose the valuation.
     for key, info in p.functions.items():
