@@ -325,7 +325,8 @@ MsgidOpt = Annotated[
 def _scan_inputs(repo: str, rng: str | None, mbox: str | None, base: str | None,
                  msgid: str | None, build_dir: str | None, paths: list[str] | None,
                  jobs: int | None, cache_dir: str | None, model: str | None, preview: bool,
-                 resource_dir: str | None, hide: set[str] | None = None) -> Any:
+                 resource_dir: str | None, hide: set[str] | None = None,
+                 use_cache: bool = True) -> Any:
     """A range, an mbox or a message-id in; (report, series or None, api) out."""
     import tempfile
 
@@ -334,8 +335,9 @@ def _scan_inputs(repo: str, rng: str | None, mbox: str | None, base: str | None,
 
     top = os.path.abspath(repo)
     api = _model(model, top)
-    kw: dict[str, Any] = {"build_dir": build_dir, "paths": paths, "jobs": jobs, "preview": preview,
-          "resource_dir": resource_dir, "baseline": hide}
+    kw: dict[str, Any] = {"build_dir": build_dir, "paths": paths, "jobs": jobs,
+                          "preview": preview, "resource_dir": resource_dir, "baseline": hide,
+                          "use_cache": use_cache}
     if msgid and mbox:
         raise UserError("give --mbox or --msgid, not both")
     if (mbox or msgid) and rng:
@@ -443,6 +445,8 @@ def scan(
     mbox: MboxOpt = None,
     base: BaseOpt = None,
     msgid: MsgidOpt = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Re-analyse every version "
+                                           "(facts are still cached per TU).")] = False,
 ) -> None:
     """Review a range of commits (or a mailed series) patch by patch: new, fixed,
     context changes."""
@@ -455,7 +459,8 @@ def scan(
 
         hide = read_baseline(baseline) if baseline else None
         report, _, _ = _scan_inputs(repo, rng, mbox, base, msgid, build_dir, paths, jobs,
-                                    cache_dir, model, preview, resource_dir, hide)
+                                    cache_dir, model, preview, resource_dir, hide,
+                                    use_cache=not no_cache)
         doc = scan_document(report, show_preexisting=preexisting)
         if fmt is ScanFormat.json:
             _write(json.dumps(doc, indent=1) + "\n", output)

@@ -11,6 +11,7 @@ fingerprint (rule, function, symbols), never by line.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -18,14 +19,15 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from reviewer.analysis.engine import Analysis, analyze
+from reviewer.analysis.engine import analyze
 from reviewer.errors import UserError
 from reviewer.extract.cache import default_cache_dir
 from reviewer.extract.flags import plan_flags
-from reviewer.extract.runner import RunResult, run
-from reviewer.findings import Finding
+from reviewer.extract.runner import run
+from reviewer.findings import Finding, Related
 from reviewer.model import ApiModel
 from reviewer.vcs.git import Change, CommitInfo, Repository
 
@@ -34,19 +36,45 @@ DEFAULT_PATHS = ("migration", "include/migration")
 
 @dataclass
 class Version:
+    """What a scan needs of one version of the tree: plain data, cacheable."""
+
     sha: str
-    result: RunResult
-    analysis: Analysis
+    findings_list: list[Finding]
     contexts: dict[str, dict[str, str]]  # function key -> {context: BQL text}
     chains: dict[str, dict[str, list[str]]]  # function key -> {context: chain}
     params: dict[str, tuple[str, ...]]  # function key -> parameter names
     names: dict[str, tuple[str, str, int]]  # key -> (name, file, line)
     calls: dict[str, list[tuple[str, int, str, int]]]  # callee name -> (file, line, caller, nargs)
-    excerpts: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # fingerprint ->
+    excerpts: dict[str, list[tuple[int, str]]]  # fingerprint -> source lines
+    degraded: list[tuple[str, int]]  # (file, errors)
+    problems: list[str]
+    mode: str
+    parsed: int = 0  # TUs parsed for this version in this run
 
     @property
     def findings(self) -> dict[str, Finding]:
-        return {f.fingerprint: f for f in self.analysis.findings}
+        return {f.fingerprint: f for f in self.findings_list}
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["findings_list"] = [asdict(f) for f in self.findings_list]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Version:
+        findings = [Finding(**{**f, "chain": tuple(f["chain"]), "contexts": tuple(f["contexts"]),
+                               "symbols": tuple(f["symbols"]),
+                               "related": tuple(Related(**r) for r in f["related"])})
+                    for f in d["findings_list"]]
+        return cls(
+            sha=d["sha"], findings_list=findings, contexts=d["contexts"], chains=d["chains"],
+            params={k: tuple(v) for k, v in d["params"].items()},
+            names={k: (v[0], v[1], v[2]) for k, v in d["names"].items()},
+            calls={k: [(a, b, c, n) for a, b, c, n in v] for k, v in d["calls"].items()},
+            excerpts={k: [(n, t) for n, t in v] for k, v in d["excerpts"].items()},
+            degraded=[(f, e) for f, e in d["degraded"]], problems=d["problems"],
+            mode=d["mode"], parsed=0,
+        )
 
 
 @dataclass
@@ -111,6 +139,64 @@ class ScanReport:
     problems: list[str]
     hidden_by_baseline: int = 0
     tip: list[Finding] = field(default_factory=list)  # every finding at the tip
+
+
+class _VersionCache:
+    """Analysed versions by commit, scope and configuration: a re-scan of the
+    same range reads these and touches no tree at all. Entries carry a
+    checksum line like the fact cache's; a bad one is ignored and rebuilt."""
+
+    def __init__(self, cache_dir: str, config: str, enabled: bool = True) -> None:
+        self.dir = os.path.join(cache_dir, "versions-v1")
+        self.config = config
+        self.enabled = enabled
+
+    def key(self, sha: str, scope: list[str]) -> str:
+        raw = "\0".join([self.config, sha, *sorted(scope)])
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    def get(self, key: str) -> Version | None:
+        if not self.enabled:
+            return None
+        try:
+            with open(os.path.join(self.dir, key + ".json"), "rb") as fh:
+                checksum, _, text = fh.read().partition(b"\n")
+            if hashlib.sha256(text).hexdigest().encode() != checksum:
+                return None
+            return Version.from_json(json.loads(text))
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            return None
+
+    def put(self, key: str, v: Version) -> None:
+        if not self.enabled:
+            return
+        text = json.dumps(v.to_json(), separators=(",", ":")).encode()
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+            tmp = os.path.join(self.dir, f".{key}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as fh:
+                fh.write(hashlib.sha256(text).hexdigest().encode() + b"\n" + text)
+            os.replace(tmp, os.path.join(self.dir, key + ".json"))
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+
+
+def _config_digest(model: ApiModel, build_dir: str | None, preview: bool,
+                   resource_dir: str | None) -> str:
+    from reviewer import __version__
+    from reviewer.extract.clangwalk import EXTRACTOR_VERSION
+
+    parts = [__version__, EXTRACTOR_VERSION, json.dumps(model.data, sort_keys=True),
+             str(preview), resource_dir or ""]
+    if build_dir:
+        db = os.path.join(build_dir, "compile_commands.json")
+        try:
+            with open(db, "rb") as fh:
+                parts.append(hashlib.sha256(fh.read()).hexdigest())
+            parts.append(str(os.stat(os.path.join(build_dir, "config-host.h")).st_mtime_ns))
+        except OSError:
+            parts.append("no-db")
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 def _materialise(repo: Repository, tree: str, prev: str, sha: str) -> list[Change]:
@@ -183,7 +269,9 @@ def _version(sha: str, tree: str, paths: list[str], build_dir: str | None,
             if c.via == "direct":
                 calls.setdefault(c.callee, []).append((c.file, c.line, info.name, len(c.values)))
     excerpts = {f.fingerprint: _excerpt(tree, f.file, f.line) for f in analysis.findings}
-    return Version(sha, result, analysis, contexts, chains, params, names, calls, excerpts)
+    degraded = [(tu.file, tu.errors) for tu in result.facts.tus if tu.degraded]
+    return Version(sha, list(analysis.findings), contexts, chains, params, names, calls,
+                   excerpts, degraded, list(result.problems), result.plan.mode, result.parsed)
 
 
 def _excerpt(tree: str, rel: str, line: int, around: int = 2) -> list[tuple[int, str]]:
@@ -232,8 +320,7 @@ def _diff(before: Version, after: Version, patch: PatchReport, touched: set[str]
                  for f, ln, caller, n in sorted(after.calls.get(name, []))]
         patch.signature_changes.append(SignatureChange(
             name, file, line, before.params[key], after.params[key], sites))
-    patch.degraded = [(tu.file, tu.errors) for tu in after.result.facts.tus
-                      if tu.degraded and tu.file in touched]
+    patch.degraded = [(f, e) for f, e in after.degraded if f in touched]
 
 
 def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
@@ -241,7 +328,7 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
          cache_dir: str | None = None, model: ApiModel, preview: bool = False,
          progress: bool | None = None, resource_dir: str | None = None,
          baseline: set[str] | None = None, scratch_key: str = "",
-         source_root: str | None = None) -> ScanReport:
+         source_root: str | None = None, use_cache: bool = True) -> ScanReport:
     """Review the commits of `rng` in the repository at repo_path.
 
     scratch_key / source_root: when repo_path is a scratch clone (a mailed
@@ -267,28 +354,42 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
                 if ch.path.endswith(".c") and ch.status != "D" and ch.path not in scope:
                     scope.append(ch.path)
     source_root = source_root or repo.root
-    with _scratch(cache, repo, scratch_key) as tree:
-        repo.archive_to(base, tree)
-        before = _version(base, tree, scope, build_dir, source_root, cache, jobs, model,
-                          preview, progress, resource_dir)
+    vcache = _VersionCache(cache, _config_digest(model, build_dir, preview, resource_dir),
+                           enabled=use_cache)
+    cached = {sha: vcache.get(vcache.key(sha, scope)) for sha in [base, *(c.sha for c in commits)]}
+
+    def version(sha: str, tree: str) -> Version:
+        got = cached.get(sha)
+        if got is None:
+            got = _version(sha, tree, scope, build_dir, source_root, cache, jobs, model,
+                           preview, progress, resource_dir)
+            vcache.put(vcache.key(sha, scope), got)
+        return got
+
+    with contextlib.ExitStack() as stack:
+        # Every version known already: no scratch tree, nothing to materialise.
+        tree = "" if all(cached.values()) else stack.enter_context(
+            _scratch(cache, repo, scratch_key))
+        if tree:
+            repo.archive_to(base, tree)
+        before = version(base, tree)
         first = before
-        problems += before.result.problems
+        problems += before.problems
         patches: list[PatchReport] = []
         prev = base
         for c in commits:
-            changes = _materialise(repo, tree, prev, c.sha)
+            files = sorted({ch.path for ch in changes_of[c.sha]})
+            if tree:
+                _materialise(repo, tree, prev, c.sha)
             prev = c.sha
-            files = sorted({ch.path for ch in changes})
             patch = PatchReport(c, files, message_id=_message_id(c.message))
             if c.is_merge:
                 patch.skipped = "merge commit: not reviewed as a patch"
                 patches.append(patch)
-                before = _version(c.sha, tree, scope, build_dir, source_root, cache, jobs,
-                                  model, preview, progress, resource_dir)
+                before = version(c.sha, tree)
                 continue
-            after = _version(c.sha, tree, scope, build_dir, source_root, cache, jobs, model,
-                             preview, progress, resource_dir)
-            patch.parsed = after.result.parsed
+            after = version(c.sha, tree)
+            patch.parsed = after.parsed
             _diff(before, after, patch, set(files))
             patches.append(patch)
             before = after
@@ -301,7 +402,7 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
     remaining = [f for k, f in before.findings.items()
                  if k not in first.findings and (not baseline or k not in baseline)]
     remaining.sort(key=Finding.sort_key)
-    mode = before.result.plan.mode
+    mode = before.mode
     return ScanReport(repo.root or repo.git_dir, rng, base, mode, patches, remaining,
                       sorted(set(problems)), hidden,
                       sorted(before.findings.values(), key=Finding.sort_key))
