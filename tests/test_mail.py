@@ -97,7 +97,8 @@ def test_reply_drafts_thread_and_pass_git_mailinfo(mailed: dict[str, str]) -> No
     second = drafts[2].get_payload(decode=True).decode()
     # Each comment sits under the quoted line it is about.
     lines = second.splitlines()
-    i = next(n for n, x in enumerate(lines) if "qemu_coroutine_self();" in x and x.startswith("> +"))
+    i = next(n for n, x in enumerate(lines)
+             if "qemu_coroutine_self();" in x and x.startswith("> +"))
     assert lines[i + 1] == "" and "needs a coroutine" in lines[i + 2]
     assert "> [...]" in second
 
@@ -161,7 +162,7 @@ def test_non_ascii_names_and_broken_date(mailed: dict[str, str], tmp_path: objec
     r = run_cli("reply", "--repo", mailed["repo"], "--mbox", mb, *SCOPE, "--output", out,
                 "--cache-dir", os.path.join(str(tmp_path), "c"))
     assert r.returncode == 0, r.stderr
-    d = list(mailbox.mbox(out))[0]
+    d = next(iter(mailbox.mbox(out)))
     msg = email.message_from_bytes(d.as_bytes(), policy=email.policy.default)
     assert "Jürgen Müller" in str(msg["To"])
     assert msg.get_content().startswith("On yesterday-ish, Jürgen Müller wrote:")
