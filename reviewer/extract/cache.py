@@ -18,8 +18,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from reviewer.extract.clangwalk import EXTRACTOR_VERSION
-from reviewer.extract.facts import SCHEMA_VERSION, TUFacts
+from reviewer.extract.facts import EXTRACTOR_VERSION, SCHEMA_VERSION, TUFacts
 
 
 def default_cache_dir() -> str:

@@ -27,7 +27,8 @@ import clang.cindex as ci
 from reviewer.extract import ctext
 from reviewer.extract.facts import Call, Diagnostic, FieldStore, Function, Node, Param, TUFacts
 
-EXTRACTOR_VERSION = "1"
+# Changing what this module records for the same source? Bump
+# reviewer.extract.facts.EXTRACTOR_VERSION so cached facts are rebuilt.
 
 CK = ci.CursorKind
 _lib = ci.conf.lib

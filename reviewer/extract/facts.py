@@ -16,6 +16,11 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 
+# Bump when reviewer.extract.clangwalk records something different for the same
+# source, so cached facts are rebuilt. Kept here rather than in clangwalk so that
+# checking the cache does not load libclang (a fully cached run never needs it).
+EXTRACTOR_VERSION = "1"
+
 
 @dataclass(frozen=True)
 class Param:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 
 from reviewer.errors import UserError
-from reviewer.extract import clangwalk
 from reviewer.extract.cache import ContentHashes, FactCache
 from reviewer.extract.facts import FactSet, TUFacts
 from reviewer.extract.flags import FlagPlan, plan_flags
@@ -83,6 +82,10 @@ def collect(paths: Iterable[str], root: str) -> Inputs:
 def _extract_job(
     job: tuple[str, list[str], str, str, tuple[str, ...], dict[str, bytes]],
 ) -> tuple[TUFacts, list[str]]:
+    # Imported here, not at the top: loading libclang costs start-up time that a
+    # fully cached run does not need.
+    from reviewer.extract import clangwalk
+
     path, args, root, mode, scope, unsaved = job
     try:
         return clangwalk.extract(path, args, root=root, mode=mode, scope=scope, unsaved=unsaved)
