@@ -116,6 +116,13 @@ _CONSTANT_LITERALS = frozenset(
 _STMT_IN_EXPR = frozenset({_k_DECL_STMT, _k_IF, _k_RETURN, _k_FOR, _k_WHILE})
 _WRAPPERS = frozenset({_k_UNEXPOSED_EXPR, _k_PAREN, _k_CSTYLE_CAST, _k_UNARY})
 _TOP_KINDS = frozenset({_k_FUNCTION, _k_VAR})
+# Cursors that never have children in C: not worth a clang_visitChildren call.
+# (~45,000 of the ~235,000 visited over migration/; none had a child, measured
+# in build and no-build mode.)
+_LEAVES = frozenset({
+    _k_DECL_REF, _k_INTEGER, _k_STRING, CK.CHARACTER_LITERAL.value,
+    CK.FLOATING_LITERAL.value, CK.TYPE_REF.value, _k_MEMBER_REF, _k_LABEL_REF,
+})
 _MISSING = re.compile(r"'([^']+)' file not found")
 
 _CursorVisitor = ci.callbacks["cursor_visit"]
@@ -521,6 +528,8 @@ class _Walker:
         if k in _STMT_IN_EXPR:
             out.extend(self._stmt(c, ctx))
             return
+        if k in _LEAVES:
+            return
         for ch in _kids(c):
             self._expr(ch, ctx, out)
 
@@ -778,7 +787,7 @@ def extract(
             fname = walker.rel(str(loc.file.name)) if loc.file else ""
             sev = "fatal" if d.severity >= ci.Diagnostic.Fatal else "error"
             diags.append(Diagnostic(sev, fname, int(loc.line), msg))
-    includes = sorted({os.path.normpath(str(inc.include.name)) for inc in tu.get_includes()})
+    includes = sorted({os.path.normpath(name) for name in _included_files(tu)})
     facts = TUFacts(
         file=walker.main,
         mode=mode,
@@ -790,6 +799,22 @@ def extract(
         missing_headers=tuple(sorted(set(missing))),
     )
     return facts, includes
+
+
+def _included_files(tu: ci.TranslationUnit) -> set[str]:
+    """Names of the files the TU included, as libclang spells them.
+
+    Like {inc.include.name for inc in tu.get_includes()}, without building a
+    FileInclusion (and locating its #include line) for each of ~700 inclusions.
+    """
+    names: set[str] = set()
+
+    def visit(f: Any, _stack: Any, depth: int, _data: Any) -> None:
+        if depth > 0:  # depth 0 is the main file itself
+            names.add(str(ci.File(f).name))
+
+    _lib.clang_getInclusions(tu, _InclusionVisitor(visit), None)
+    return names
 
 
 def walker_rel(path: str, root: str) -> str:
