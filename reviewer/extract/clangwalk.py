@@ -17,6 +17,7 @@ Two libclang habits shape the code (DOMAIN.md, measured on QEMU):
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -156,6 +157,16 @@ def _kids(c: ci.Cursor) -> list[ci.Cursor]:
     return acc
 
 
+@functools.cache
+def _rel(path: str, root: str) -> str:
+    """path relative to root when inside it. Memoised for the process: a worker
+    names the same ~700 headers in every TU it parses."""
+    path = os.path.normpath(path)
+    if root and (path + os.sep).startswith(root + os.sep):
+        return os.path.relpath(path, root)
+    return path
+
+
 def _strip(c: ci.Cursor) -> ci.Cursor:
     while c._kind_id in _WRAPPERS:
         kids = _kids(c)
@@ -223,10 +234,7 @@ class _Walker:
     # -- locations ---------------------------------------------------------------
 
     def rel(self, path: str) -> str:
-        path = os.path.normpath(path)
-        if self.root and (path + os.sep).startswith(self.root + os.sep):
-            return os.path.relpath(path, self.root)
-        return path
+        return _rel(path, self.root)
 
     def floc(self, loc: ci.SourceLocation) -> tuple[str, int, int, int]:
         """Where a location is written: (file, line, col, offset)."""
@@ -302,10 +310,15 @@ class _Walker:
 
         root = self.tu.cursor
         _lib.clang_visitChildren(root, _CursorVisitor(visit), top)
+        # ~7,000 of these per TU are from headers out of scope; local names
+        # keep the per-cursor cost down to the two or three libclang calls.
+        get_location = _lib.clang_getCursorLocation
+        from_main_file = _lib.clang_Location_isFromMainFile
+        header_in_scope = self.header_in_scope if self.scope else None
         for cur in top:
-            loc = _lib.clang_getCursorLocation(cur)
-            if not _lib.clang_Location_isFromMainFile(loc) and (
-                not self.scope or not self.header_in_scope(loc)
+            loc = get_location(cur)
+            if not from_main_file(loc) and (
+                header_in_scope is None or not header_in_scope(loc)
             ):
                 continue
             cur._tu = root._tu
