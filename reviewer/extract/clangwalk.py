@@ -800,7 +800,15 @@ def extract(
             fname = walker.rel(str(loc.file.name)) if loc.file else ""
             sev = "fatal" if d.severity >= ci.Diagnostic.Fatal else "error"
             diags.append(Diagnostic(sev, fname, int(loc.line), msg))
-    includes = sorted({os.path.normpath(name) for name in _included_files(tu)})
+    # libclang spells a header found through a relative -I (QEMU's generated
+    # config-host.h, qapi/*.h in the build directory) relative to the compile
+    # command's directory; the cache hashes these paths from another directory.
+    workdir = next(
+        (a.split("=", 1)[1] for a in args if a.startswith("-working-directory=")), os.getcwd()
+    )
+    includes = sorted(
+        {os.path.normpath(os.path.join(workdir, name)) for name in _included_files(tu)}
+    )
     facts = TUFacts(
         file=walker.main,
         mode=mode,
