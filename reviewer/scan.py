@@ -184,7 +184,7 @@ class _VersionCache:
 def _config_digest(model: ApiModel, build_dir: str | None, preview: bool,
                    resource_dir: str | None) -> str:
     from reviewer import __version__
-    from reviewer.extract.clangwalk import EXTRACTOR_VERSION
+    from reviewer.extract.facts import EXTRACTOR_VERSION
 
     parts = [__version__, EXTRACTOR_VERSION, json.dumps(model.data, sort_keys=True),
              str(preview), resource_dir or ""]

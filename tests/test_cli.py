@@ -199,3 +199,26 @@ def test_contexts_and_analyze_on_the_demo_series(tmp_path: object, isolated_cach
         assert f["fingerprint"] and f["message"] and f["fix"]
     r = run_cli("analyze", "--root", repo, "migration", "--select", "QM999")
     assert "unknown rule" in _one_line_error(r)
+
+
+def test_build_dir_header_change_invalidates_cache(tree: str, isolated_cache: str) -> None:
+    # Headers found relative to the compile command's directory (QEMU's generated
+    # config-host.h, qapi/*.h) are spelled relative by libclang; the cache must
+    # still notice when they change.
+    bd = os.path.join(tree, "build")
+    os.makedirs(bd)
+    with open(os.path.join(bd, "gen.h"), "w") as fh:
+        fh.write("#define GENERATED 1\n")
+    with open(os.path.join(bd, "compile_commands.json"), "w") as fh:
+        json.dump([
+            {"directory": bd, "file": "../migration/bql.c",
+             "arguments": ["gcc", "-I../include", "-include", "gen.h", "-c",
+                           "../migration/bql.c", "-o", "bql.o"]},
+        ], fh)
+    args = ("facts", "--root", tree, "--build-dir", bd, "migration", "-f", "json")
+    first = json.loads(run_cli(*args).stdout)
+    assert (first["parsed"], first["tus"][0]["errors"]) == (1, 0)
+    assert json.loads(run_cli(*args).stdout)["parsed"] == 0
+    with open(os.path.join(bd, "gen.h"), "a") as fh:
+        fh.write("#define ALSO_GENERATED 1\n")
+    assert json.loads(run_cli(*args).stdout)["parsed"] == 1

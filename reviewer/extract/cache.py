@@ -6,20 +6,39 @@ only while all of them still hash the same. Entries carry a checksum of their
 payload: a truncated or tampered entry is detected, removed and rebuilt, never
 trusted. Writes are atomic (temp file + rename), and a cache that cannot be
 written only costs speed.
+
+The payload is a pickle of (includes, TUFacts), read back by an unpickler that
+only knows the fact classes: a fully cached run is mostly decoding, and pickle
+rebuilds the frozen dataclasses in C (about 5x faster than json.loads followed by
+TUFacts.from_json on migration/). Pickle is an internal format here, never an
+exchange format: the versions in the key and the checksum guard it, and nothing
+but the fact classes can be named in it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import gc
 import hashlib
-import json
+import io
 import os
+import pickle
 import tempfile
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
 
-from reviewer.extract.clangwalk import EXTRACTOR_VERSION
-from reviewer.extract.facts import SCHEMA_VERSION, TUFacts
+from reviewer.extract import facts as facts_module
+from reviewer.extract.facts import EXTRACTOR_VERSION, SCHEMA_VERSION, TUFacts
+
+# The classes an entry may name; anything else is a corrupt (or hostile) entry.
+_ALLOWED = frozenset({"TUFacts", "Function", "Param", "Node", "Call", "FieldStore", "Diagnostic"})
+# A pickle restores an object's fields as they were written: an entry written
+# before a field was added or renamed would come back without it. The field
+# names of every fact class are part of the key, so such entries are never found.
+_LAYOUT = ";".join(
+    f"{name}:{','.join(f.name for f in dataclasses.fields(getattr(facts_module, name)))}"
+    for name in sorted(_ALLOWED)
+)
 
 
 def default_cache_dir() -> str:
@@ -28,29 +47,57 @@ def default_cache_dir() -> str:
 
 
 class ContentHashes:
-    """Memoised content hashes (by path, size and mtime; or given contents)."""
+    """Content hashes of files (or of given contents), memoised for one run.
+
+    A run asks for the same ~700 headers once per TU that includes them (18,000
+    questions over migration/); each path is read and hashed at most once per
+    run, and asked again only from the memo, without another stat.
+    """
 
     def __init__(self, overrides: dict[str, bytes] | None = None) -> None:
         self._memo: dict[str, str] = {}
         self._overrides = overrides or {}
 
     def __call__(self, path: str) -> str:
+        h = self._memo.get(path)
+        if h is None:
+            h = self._hash(path)
+            self._memo[path] = h
+        return h
+
+    def _hash(self, path: str) -> str:
         if path in self._overrides:
             return hashlib.sha256(self._overrides[path]).hexdigest()
         try:
-            st = os.stat(path)
+            with open(path, "rb") as fh:
+                return hashlib.sha256(fh.read()).hexdigest()
         except OSError:
             return "missing"
-        key = f"{path}\0{st.st_size}\0{st.st_mtime_ns}"
-        h = self._memo.get(key)
-        if h is None:
-            try:
-                with open(path, "rb") as fh:
-                    h = hashlib.sha256(fh.read()).hexdigest()
-            except OSError:
-                h = "missing"
-            self._memo[key] = h
-        return h
+
+
+class _FactsUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> type:
+        if module == facts_module.__name__ and name in _ALLOWED:
+            cls: type = getattr(facts_module, name)
+            return cls
+        raise pickle.UnpicklingError(f"unexpected {module}.{name} in a cache entry")
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many acyclic objects.
+
+    Decoding cached facts allocates ~100,000 objects; the collector's passes over
+    them, which can never find a cycle, cost as much as the decoding itself.
+    Reference counting still frees everything as usual.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class FactCache:
@@ -61,11 +108,13 @@ class FactCache:
         self.rejected = 0  # corrupted entries found and dropped
 
     def key(self, rel: str, content_hash: str, flags_digest: str, scope: tuple[str, ...]) -> str:
-        raw = "\0".join([EXTRACTOR_VERSION, rel, content_hash, flags_digest, *scope])
+        raw = "\0".join([EXTRACTOR_VERSION, _LAYOUT, rel, content_hash, flags_digest, *scope])
         return hashlib.sha256(raw.encode()).hexdigest()
 
     def _path(self, key: str) -> str:
-        return os.path.join(self.dir, key[:2], key + ".json")
+        # ".pickle": entries of the earlier JSON format (".json") are ignored, not
+        # reported as corrupt.
+        return os.path.join(self.dir, key[:2], key + ".pickle")
 
     def get(self, key: str, hashes: Callable[[str], str]) -> TUFacts | None:
         if not self.enabled:
@@ -74,17 +123,23 @@ class FactCache:
         try:
             with open(path, "rb") as fh:
                 raw = fh.read()
-            checksum, _, text = raw.partition(b"\n")
-            if hashlib.sha256(text).hexdigest().encode() != checksum:
+            checksum, _, data = raw.partition(b"\n")
+            if hashlib.sha256(data).hexdigest().encode() != checksum:
                 raise ValueError("checksum mismatch")
-            payload = json.loads(text)
-            for inc, h in payload["includes"].items():
+            with gc_paused():
+                includes, facts = _FactsUnpickler(io.BytesIO(data)).load()
+            if not isinstance(includes, dict) or not isinstance(facts, TUFacts):
+                raise ValueError("not a cache entry")
+            if facts.schema != SCHEMA_VERSION:
+                raise ValueError(f"facts schema {facts.schema} != {SCHEMA_VERSION}")
+            for inc, h in includes.items():
                 if hashes(inc) != h:
                     return None  # a header changed: stale, not corrupt
-            return TUFacts.from_json(payload["facts"])
+            return facts
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
+        except (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError,
+                IndexError, pickle.UnpicklingError):
             self.rejected += 1
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -93,9 +148,8 @@ class FactCache:
     def put(self, key: str, facts: TUFacts, includes: dict[str, str]) -> None:
         if not self.enabled or facts.failed:
             return
-        payload: dict[str, Any] = {"includes": includes, "facts": facts.to_json()}
-        text = json.dumps(payload, separators=(",", ":")).encode()
-        entry = hashlib.sha256(text).hexdigest().encode() + b"\n" + text
+        data = pickle.dumps((includes, facts), protocol=pickle.HIGHEST_PROTOCOL)
+        entry = hashlib.sha256(data).hexdigest().encode() + b"\n" + data
         path = self._path(key)
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -16,6 +16,11 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 
+# Bump when reviewer.extract.clangwalk records something different for the same
+# source, so cached facts are rebuilt. Kept here rather than in clangwalk so that
+# checking the cache does not load libclang (a fully cached run never needs it).
+EXTRACTOR_VERSION = "4"
+
 
 @dataclass(frozen=True)
 class Param:
@@ -191,7 +196,7 @@ class TUFacts:
             "diagnostics": [_plain(d) for d in self.diagnostics],
             "functions": [
                 {
-                    **{k: v for k, v in _plain(f).items() if k not in ("body", "params")},
+                    **_plain(f, skip=("params", "body")),
                     "params": [_plain(p) for p in f.params],
                     "body": [n.to_json() for n in f.body],
                 }
@@ -241,13 +246,27 @@ def _call_from_json(c: dict[str, Any]) -> Call:
     )
 
 
-def _plain(obj: Any) -> dict[str, Any]:
+# Field names per fact class: dataclasses.fields() rebuilds its answer on every
+# call, and _plain runs for each of the ~40,000 calls, params and functions of
+# migration/ whenever facts are written out.
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A fact's fields, in declaration order, as JSON-ready values (tuples, and
+    tuples inside them, become lists). Fields named in `skip` are left out."""
+    cls = type(obj)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
     out: dict[str, Any] = {}
-    for f in fields(obj):
-        v = getattr(obj, f.name)
-        out[f.name] = [list(x) if isinstance(x, tuple) else x for x in v] if isinstance(
-            v, tuple
-        ) else v
+    for name in names:
+        if name in skip:
+            continue
+        v = getattr(obj, name)
+        if isinstance(v, tuple):
+            v = [list(x) if isinstance(x, tuple) else x for x in v]
+        out[name] = v
     return out
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 
 from reviewer.errors import UserError
-from reviewer.extract import clangwalk
 from reviewer.extract.cache import ContentHashes, FactCache
 from reviewer.extract.facts import FactSet, TUFacts
 from reviewer.extract.flags import FlagPlan, plan_flags
@@ -83,6 +82,10 @@ def collect(paths: Iterable[str], root: str) -> Inputs:
 def _extract_job(
     job: tuple[str, list[str], str, str, tuple[str, ...], dict[str, bytes]],
 ) -> tuple[TUFacts, list[str]]:
+    # Imported here, not at the top: loading libclang costs start-up time that a
+    # fully cached run does not need.
+    from reviewer.extract import clangwalk
+
     path, args, root, mode, scope, unsaved = job
     try:
         return clangwalk.extract(path, args, root=root, mode=mode, scope=scope, unsaved=unsaved)
@@ -173,10 +176,13 @@ def _map(
     jobs_list: list[tuple[str, list[str], str, str, tuple[str, ...], dict[str, bytes]]],
     jobs: int | None,
     progress: bool | None,
-) -> Iterable[tuple[TUFacts, list[str]]]:
+) -> Iterator[tuple[TUFacts, list[str]]]:
+    """Extract the jobs' TUs, yielding results in order as they come: the caller
+    writes each cache entry while the workers are still parsing, instead of all
+    of them after the last parse."""
     n = len(jobs_list)
     if n == 0:
-        return []
+        return
     workers = max(1, min(jobs or os.cpu_count() or 1, n))
     show = sys.stderr.isatty() if progress is None else progress
     tick: Callable[[], None] = lambda: None  # noqa: E731
@@ -200,18 +206,16 @@ def _map(
         def tick() -> None:
             prog.advance(task)
 
-    out: list[tuple[TUFacts, list[str]]] = []
     try:
         if workers == 1:
             for j in jobs_list:
-                out.append(_extract_job(j))
+                yield _extract_job(j)
                 tick()
         else:
             with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
                 for r in pool.map(_extract_job, jobs_list, chunksize=1):
-                    out.append(r)
+                    yield r
                     tick()
     finally:
         if prog is not None:
             prog.stop()
-    return out
