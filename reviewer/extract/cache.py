@@ -25,6 +25,7 @@ import io
 import os
 import pickle
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 
 from reviewer.extract import facts as facts_module
@@ -100,6 +101,9 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+MAX_VARIANTS = 8
+
+
 class FactCache:
     def __init__(self, directory: str | None, enabled: bool = True) -> None:
         self.dir = os.path.join(directory or default_cache_dir(), f"facts-v{SCHEMA_VERSION}")
@@ -111,49 +115,80 @@ class FactCache:
         raw = "\0".join([EXTRACTOR_VERSION, _LAYOUT, rel, content_hash, flags_digest, *scope])
         return hashlib.sha256(raw.encode()).hexdigest()
 
-    def _path(self, key: str) -> str:
-        # ".pickle": entries of the earlier JSON format (".json") are ignored, not
-        # reported as corrupt.
-        return os.path.join(self.dir, key[:2], key + ".pickle")
+    def _dir(self, key: str) -> str:
+        return os.path.join(self.dir, key[:2], key)
 
     def get(self, key: str, hashes: Callable[[str], str]) -> TUFacts | None:
+        """The entry for `key` whose included headers all still hash the same.
+
+        One key (a TU's content and flags) can have several variants, one per
+        set of header contents: scanning a series switches headers back and
+        forth, and a single slot per key would make every version evict the
+        other's entry."""
         if not self.enabled:
             return None
-        path = self._path(key)
+        d = self._dir(key)
         try:
-            with open(path, "rb") as fh:
-                raw = fh.read()
-            checksum, _, data = raw.partition(b"\n")
-            if hashlib.sha256(data).hexdigest().encode() != checksum:
-                raise ValueError("checksum mismatch")
-            with gc_paused():
-                includes, facts = _FactsUnpickler(io.BytesIO(data)).load()
-            if not isinstance(includes, dict) or not isinstance(facts, TUFacts):
-                raise ValueError("not a cache entry")
-            if facts.schema != SCHEMA_VERSION:
-                raise ValueError(f"facts schema {facts.schema} != {SCHEMA_VERSION}")
-            for inc, h in includes.items():
-                if hashes(inc) != h:
-                    return None  # a header changed: stale, not corrupt
-            return facts
-        except FileNotFoundError:
+            names = sorted(os.listdir(d), reverse=True)
+        except OSError:
             return None
-        except (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError,
-                IndexError, pickle.UnpicklingError):
-            self.rejected += 1
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            return None
+        for name in names:
+            if not name.endswith(".pickle"):
+                continue
+            path = os.path.join(d, name)
+            try:
+                with open(path, "rb") as fh:
+                    raw = fh.read()
+                checksum, _, data = raw.partition(b"\n")
+                if hashlib.sha256(data).hexdigest().encode() != checksum:
+                    raise ValueError("checksum mismatch")
+                # Two pickles, the first length-prefixed: the includes are checked
+                # before the (much larger) facts are decoded.
+                n = int.from_bytes(data[:8], "little")
+                with gc_paused():
+                    includes = _FactsUnpickler(io.BytesIO(data[8:8 + n])).load()
+                    if not isinstance(includes, dict):
+                        raise ValueError("not a cache entry")
+                    if any(hashes(inc) != h for inc, h in includes.items()):
+                        continue  # another version of the headers
+                    facts = _FactsUnpickler(io.BytesIO(data[8 + n:])).load()
+                if not isinstance(facts, TUFacts):
+                    raise ValueError("not a cache entry")
+                if facts.schema != SCHEMA_VERSION:
+                    raise ValueError(f"facts schema {facts.schema} != {SCHEMA_VERSION}")
+                return facts
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError,
+                    IndexError, pickle.UnpicklingError):
+                self.rejected += 1
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+        return None
 
     def put(self, key: str, facts: TUFacts, includes: dict[str, str]) -> None:
         if not self.enabled or facts.failed:
             return
-        data = pickle.dumps((includes, facts), protocol=pickle.HIGHEST_PROTOCOL)
+        variant = hashlib.sha256(
+            "\0".join(f"{k}={v}" for k, v in sorted(includes.items())).encode()
+        ).hexdigest()[:16]
+        head = pickle.dumps(includes, protocol=pickle.HIGHEST_PROTOCOL)
+        data = len(head).to_bytes(8, "little") + head + pickle.dumps(
+            facts, protocol=pickle.HIGHEST_PROTOCOL)
         entry = hashlib.sha256(data).hexdigest().encode() + b"\n" + data
-        path = self._path(key)
+        d = self._dir(key)
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+            os.makedirs(d, exist_ok=True)
+            # Newest first when listed: a time prefix; keep a handful of variants.
+            path = os.path.join(d, f"{time.time_ns():020d}-{variant}.pickle")
+            existing = sorted(n for n in os.listdir(d) if n.endswith(".pickle"))
+            stale = [n for n in existing if n.endswith(f"-{variant}.pickle")]
+            others = [n for n in existing if n not in stale]
+            stale += others[: max(0, len(others) - (MAX_VARIANTS - 1))]  # the oldest go
+            for old in stale:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(d, old))
+            fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(entry)
