@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 
 from reviewer.analysis.engine import analyze
 from reviewer.errors import UserError
+from reviewer.extract.cache import default_cache_dir
 from reviewer.extract.flags import plan_flags
 from reviewer.extract.runner import RunResult, run
 from reviewer.findings import Finding
 from reviewer.model import ApiModel
-from reviewer.scan import DEFAULT_PATHS
+from reviewer.scan import DEFAULT_PATHS, Version, _config_digest, _VersionCache
 
 INDEX = ":index"
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -142,9 +143,20 @@ def check(path: str, *, from_ref: str | None = None, to_ref: str | None = None,
     analyse = functools.partial(_analyse, root, scope, build_dir=build_dir, cache_dir=cache_dir,
                                 jobs=jobs, model=model, preview=preview,
                                 resource_dir=resource_dir)
-    u_before, a_before = _version(g, before) if before != _EMPTY_TREE else ({}, set(changed))
+    # The committed side is the same on every run against one HEAD: its
+    # findings are cached by commit (pre-commit runs again and again).
+    vcache = _VersionCache(cache_dir or default_cache_dir(),
+                           _config_digest(model, build_dir, preview, resource_dir) + ":check")
+    key = vcache.key(before, scope) if before not in (_EMPTY_TREE, INDEX) else ""
+    cached = vcache.get(key) if key else None
+    if cached is not None:
+        old = cached.findings_list
+    else:
+        u_before, a_before = _version(g, before) if before != _EMPTY_TREE else ({}, set(changed))
+        _, old = analyse(u_before, a_before)
+        if key:
+            vcache.put(key, Version(before, old, {}, {}, {}, {}, {}, {}, [], [], ""))
     u_after, a_after = _version(g, after)
-    _, old = analyse(u_before, a_before)
     res_after, new = analyse(u_after, a_after)
     b = {f.fingerprint: f for f in old}
     a = {f.fingerprint: f for f in new}

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Time `reviewer scan` of a range, cold and warm, against `clang -fsyntax-only`
+over the tip's migration TUs (same flags, same jobs), in one run; and
+`reviewer check` on a one-file staged change in a warm tree.
+
+    python bench/bench_scan.py QEMU_CHECKOUT RANGE [--build-dir DIR] [--jobs N]
+
+QEMU_CHECKOUT must have the range's tip checked out (its files are the clang
+baseline). The check measurement stages a comment added to the first .c file
+of the range's last commit and restores it afterwards (a throwaway checkout
+only: it writes the index). Not run in CI; figures go to docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from bench.bench_facts import clang_syntax, timed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("qemu")
+    ap.add_argument("range")
+    ap.add_argument("--build-dir")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--clang", default="clang-19")
+    ap.add_argument("--check", action="store_true", help="also time reviewer check")
+    args = ap.parse_args()
+    root = os.path.abspath(args.qemu)
+    cache = tempfile.mkdtemp(prefix="reviewer-bench-scan-")
+    cmd = [sys.executable, "-m", "reviewer.cli", "scan", args.range, "--repo", root,
+           "-j", str(args.jobs), "--cache-dir", cache, "-f", "json", "-o", os.devnull]
+    if args.build_dir:
+        cmd += ["--build-dir", args.build_dir]
+    try:
+        clang_t, _ = clang_syntax(args.clang, root, args.build_dir, args.jobs, ["migration"])
+        cold_t, _, cold_mem = timed(cmd)
+        warm_t, _, warm_mem = timed(cmd)
+        rescan_t, _, rescan_mem = timed([*cmd, "--no-cache"])
+        print(f"clang -fsyntax-only, migration/ at the tip : {clang_t:6.2f} s")
+        print(f"scan cold                                  : {cold_t:6.2f} s  "
+              f"{cold_t / clang_t:5.2f}x  peak {cold_mem / 2**20:5.0f} MiB")
+        print(f"scan warm (same range again)               : {warm_t:6.2f} s  "
+              f"{warm_t / clang_t:5.2f}x  peak {warm_mem / 2**20:5.0f} MiB")
+        print(f"scan --no-cache (facts cached, re-analysed): {rescan_t:6.2f} s  "
+              f"{rescan_t / clang_t:5.2f}x  peak {rescan_mem / 2**20:5.0f} MiB")
+        if args.check:
+            files = subprocess.run(["git", "-C", root, "diff-tree", "-r", "--name-only",
+                                    "--no-commit-id", "HEAD"], capture_output=True, text=True,
+                                   check=True).stdout.split()
+            target = next(f for f in files if f.endswith(".c"))
+            path = os.path.join(root, target)
+            saved = open(path, "rb").read()
+            try:
+                with open(path, "ab") as fh:
+                    fh.write(b"\n/* bench */\n")
+                subprocess.run(["git", "-C", root, "add", target], check=True)
+                check = [sys.executable, "-m", "reviewer.cli", "check", "--repo", root,
+                         "--cache-dir", cache]
+                if args.build_dir:
+                    check += ["--build-dir", args.build_dir]
+                timed(check)  # fills the cache for both versions
+                best = min(timed(check)[0] for _ in range(3))
+                print(f"check, one staged file, warm (best of 3)   : {best:6.2f} s")
+            finally:
+                subprocess.run(["git", "-C", root, "reset", "-q", target], check=True)
+                with open(path, "wb") as fh:
+                    fh.write(saved)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
