@@ -56,7 +56,8 @@ def main() -> int:
                                    check=True).stdout.split()
             target = next(f for f in files if f.endswith(".c"))
             path = os.path.join(root, target)
-            saved = open(path, "rb").read()
+            with open(path, "rb") as fh:
+                saved = fh.read()
             try:
                 with open(path, "ab") as fh:
                     fh.write(b"\n/* bench */\n")
