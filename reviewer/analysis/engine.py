@@ -101,18 +101,25 @@ class Analysis:
     context: RuleContext | None = None
 
 
+def read_source(path: str, sources: dict[str, bytes] | None) -> bytes | None:
+    """A file as the analysis sees it: the unsaved version if given, else disk."""
+    data = (sources or {}).get(path)
+    if data is None:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError:
+            return None
+    return data
+
+
 def read_trace_events(root: str, dirs: Iterable[str],
                       sources: dict[str, bytes] | None = None) -> dict[str, frozenset[str]]:
     out: dict[str, frozenset[str]] = {}
     for d in sorted(set(dirs)):
-        path = os.path.join(root, d, "trace-events")
-        data = (sources or {}).get(path)
+        data = read_source(os.path.join(root, d, "trace-events"), sources)
         if data is None:
-            try:
-                with open(path, "rb") as fh:
-                    data = fh.read()
-            except OSError:
-                continue
+            continue
         names = set()
         for line in data.decode("utf-8", "replace").splitlines():
             if line.lstrip().startswith("#"):
@@ -164,19 +171,11 @@ def _suppress(findings: list[Finding], result: Analysis, root: str, facts: FactS
     """`/* reviewer: ignore[QM003] why */` on the finding's line or the line above."""
     marks: dict[tuple[str, int], set[str]] = {}
     files = {tu.file for tu in facts.tus} | {f.file for f in findings}
-    lines_of: dict[str, list[str]] = {}
     for rel in files:
-        path = rel if os.path.isabs(rel) else os.path.join(root, rel)
-        data = (sources or {}).get(path)
+        data = read_source(rel if os.path.isabs(rel) else os.path.join(root, rel), sources)
         if data is None:
-            try:
-                with open(path, "rb") as fh:
-                    data = fh.read()
-            except OSError:
-                continue
-        lines = data.decode("utf-8", "replace").splitlines()
-        lines_of[rel] = lines
-        for i, line in enumerate(lines, 1):
+            continue
+        for i, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
             for m in _SUPPRESS.finditer(line):
                 ids = {x.strip().upper() for x in m.group(1).split(",") if x.strip()}
                 marks[(rel, i)] = ids
