@@ -12,6 +12,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -168,10 +169,7 @@ class CompileEntry:
             if isinstance(arguments, list):
                 argv = [str(a) for a in arguments]
             else:
-                try:
-                    argv = shlex.split(str(self.raw.get("command", "")))
-                except ValueError:
-                    argv = []
+                argv = split_command(str(self.raw.get("command", "")))
             self._args = _clean_args(argv, self.file, self.directory)
         return self._args
 
@@ -235,6 +233,23 @@ class FlagPlan:
 
     def digest(self, path: str) -> str:
         return hashlib.sha256("\0".join(self.args_for(path)).encode()).hexdigest()[:16]
+
+
+# Quotes, backslashes, or whitespace that shlex does not split on.
+_NOT_PLAIN = re.compile(r"['\"\\]|[^\S \t\r\n]")
+
+
+def split_command(command: str) -> list[str]:
+    """shlex.split, or [] for an unbalanced command. Without quotes and
+    backslashes (QEMU's commands have none) that is a whitespace split, ~50x
+    faster: a cached run of migration/ spent ~40 ms in shlex for the flags
+    digests."""
+    if _NOT_PLAIN.search(command) is None:
+        return command.split()
+    try:
+        return shlex.split(command)
+    except ValueError:
+        return []
 
 
 _DROP_WITH_VALUE = {"-o", "-MF", "-MQ", "-MT"}
