@@ -85,6 +85,7 @@ class BqlAnalysis:
         self.m = program.model
         self._flows: dict[tuple[str, int, Valuation], Flow] = {}
         self._busy: set[tuple[str, int, Valuation]] = set()
+        self.flag_memo: dict[str, tuple[str, ...]] = {}
 
     # -- public ------------------------------------------------------------------
 
@@ -152,7 +153,10 @@ class _Run:
         self.pending: dict[str, St] = {}
         self.scopes: list[St] = []  # entry states of enclosing guard scopes
         self.co = False  # inside a qemu_in_coroutine() branch
-        self.flags = self._flags()
+        flags = a.flag_memo.get(info.key)
+        if flags is None:
+            flags = a.flag_memo[info.key] = self._flags()
+        self.flags = flags
         self.none = tuple(None for _ in self.flags)
 
     def _flags(self) -> tuple[str, ...]:

@@ -63,6 +63,8 @@ class Program:
                  trace_events: dict[str, frozenset[str]] | None = None) -> None:
         self.model = model
         self.facts = facts
+        self._resolved: dict[tuple[str, str, str], str] = {}
+        self._callees: dict[tuple[str, int], tuple[list[str], str]] = {}
         self.functions: dict[str, FunctionInfo] = {}
         self.by_name: dict[str, list[str]] = {}
         self.annotations: dict[str, set[str]] = {}  # by name, from every declaration
@@ -137,6 +139,13 @@ class Program:
     def resolve_name(self, name: str, from_file: str, key_hint: str = "") -> str:
         """A function name as seen from a file: its static definition there (or in
         the header it came from), else the global one."""
+        memo = (name, from_file, key_hint)
+        got = self._resolved.get(memo)
+        if got is None:
+            got = self._resolved[memo] = self._resolve(name, from_file, key_hint)
+        return got
+
+    def _resolve(self, name: str, from_file: str, key_hint: str) -> str:
         if key_hint and key_hint in self.functions:
             return key_hint
         local = f"{from_file}:{name}"
@@ -149,6 +158,13 @@ class Program:
 
     def callees(self, site: Site) -> tuple[list[str], str]:
         """Resolved callee keys of a call site, and why it is unresolved ("" if not)."""
+        memo = (site.tu, site.index)
+        got = self._callees.get(memo)
+        if got is None:
+            got = self._callees[memo] = self._callees_of(site)
+        return got
+
+    def _callees_of(self, site: Site) -> tuple[list[str], str]:
         c = site.call
         if c.via == "direct":
             key = self.resolve_name(c.callee, site.call.caller_file, c.callee_key)

@@ -6,6 +6,7 @@ Pure functions over TUFacts; the analysis and `reviewer facts` both use them.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,7 +43,8 @@ def _strip_parens(t: str) -> str:
     return t
 
 
-def split_conjuncts(text: str, op: str = "&&") -> list[str]:
+@functools.lru_cache(maxsize=65536)
+def split_conjuncts(text: str, op: str = "&&") -> tuple[str, ...]:
     """Top-level `a && b` pieces (an assert of a conjunction asserts each);
     with op="||", the disjuncts."""
     out: list[str] = []
@@ -61,7 +63,7 @@ def split_conjuncts(text: str, op: str = "&&") -> list[str]:
         cur.append(ch)
         i += 1
     out.append("".join(cur))
-    return [p.strip() for p in out if p.strip()]
+    return tuple(p.strip() for p in out if p.strip())
 
 
 def classify_cond(text: str, model: ApiModel, params: frozenset[str] = frozenset()) -> Cond:
