@@ -31,15 +31,17 @@ def main() -> int:
     paths = ["migration", "include/migration"]
     run(paths, root=root, build_dir=args.build_dir, cache_dir=args.cache_dir, progress=False)
     model = load_model()
-    best_load, best_an = 1e9, 1e9
+    best_load, best_an, best_cpu = 1e9, 1e9, 1e9
     n = 0
     for _ in range(args.repeat):
         t0 = time.perf_counter()
         res = run(paths, root=root, build_dir=args.build_dir, cache_dir=args.cache_dir,
                   progress=False)
         t1 = time.perf_counter()
+        c1 = time.process_time()
         result = analyze(res.facts, model, root=root, preview=True)
         t2 = time.perf_counter()
+        best_cpu = min(best_cpu, time.process_time() - c1)
         best_load, best_an = min(best_load, t1 - t0), min(best_an, t2 - t1)
         n = len(result.findings)
         assert res.parsed == 0, "facts were not all cached"
@@ -48,7 +50,8 @@ def main() -> int:
     print(f"{len(res.facts.tus)} TUs, {len(ctx.program.functions)} functions, "
           f"{len(ctx.contexts.steps)} (function, context, BQL) states, {n} findings")
     print(f"facts from cache   : {best_load:6.2f} s (best of {args.repeat})")
-    print(f"analysis + rules   : {best_an:6.2f} s (best of {args.repeat}; target < 2 s)")
+    print(f"analysis + rules   : {best_an:6.2f} s (best of {args.repeat}; target < 2 s), "
+          f"cpu {best_cpu:.2f} s")
     return 0
 
 
