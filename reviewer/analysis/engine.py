@@ -4,6 +4,7 @@ traceback."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import traceback
@@ -31,8 +32,13 @@ class RuleContext:
         self.program = program
         self.model: ApiModel = program.model
         self.bql = BqlAnalysis(program)
-        self.contexts = Contexts(program, self.bql)
         self._env = environment()
+
+    @functools.cached_property
+    def contexts(self) -> Contexts:
+        """Propagated from every entry point of the model, on first use: an
+        audit of one thread over the whole tree never needs all of them."""
+        return Contexts(self.program, self.bql)
 
     # -- phrasing ------------------------------------------------------------------
 
