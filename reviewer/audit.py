@@ -28,7 +28,7 @@ DEFAULT_HOOKS = (
     "VMStateInfo.get",
 )
 MAX_EVIDENCE_DEPTH = 10
-UNRESOLVED_DEPTH = 3
+UNRESOLVED_DEPTH = 2
 
 
 @dataclass
@@ -159,6 +159,8 @@ def _unresolved(ctx: RuleContext, key: str) -> str:
                 return f"{info.name}() calls through {site.call.callee} ({why})"
             if d < UNRESOLVED_DEPTH:
                 for nk in keys:
+                    if p.functions[nk].name in ctx.model.opaque_safe:
+                        continue
                     if nk not in seen:
                         seen.add(nk)
                         queue.append((nk, d + 1))

@@ -105,6 +105,7 @@ class ApiModel:
         self.rcu_synchronize = _names(data, "rcu", "synchronize")
         self.noreturn = _names(data, "noreturn", "calls")
         self.exit = _names(data, "exit", "calls")
+        self.opaque_safe = _names(data, "audit", "opaque_safe")
         self.trace_prefix = str(data.get("trace", {}).get("prefix", "trace_"))
         self.trace_not_events = _names(data, "trace", "not_events")
 
