@@ -232,7 +232,13 @@ class FlagPlan:
         return out
 
     def digest(self, path: str) -> str:
-        return hashlib.sha256("\0".join(self.args_for(path)).encode()).hexdigest()[:16]
+        """The flags, with the tree's own location left out: the same sources
+        read from another copy of the tree (a scan's or an audit's scratch
+        tree) give the same facts, which are root-relative."""
+        text = "\0".join(self.args_for(path)).replace(self.root + os.sep, "<root>/")
+        if self.source_root:
+            text = text.replace(self.source_root + os.sep, "<root>/")
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # Quotes, backslashes, or whitespace that shlex does not split on.
