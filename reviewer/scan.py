@@ -153,7 +153,7 @@ class _VersionCache:
 
     def key(self, sha: str, scope: list[str]) -> str:
         raw = "\0".join([self.config, sha, *sorted(scope)])
-        return hashlib.sha256(raw.encode()).hexdigest()
+        return hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()
 
     def get(self, key: str) -> Version | None:
         if not self.enabled:
@@ -249,7 +249,8 @@ def _scratch(cache_dir: str, repo: Repository, key: str = "") -> Iterator[str]:
     """A stable per-repository scratch tree (stable paths keep the fact cache
     warm across scans), locked against a concurrent scan, emptied before and
     removed after, whatever happens."""
-    key = key or hashlib.sha256(os.path.abspath(repo.git_dir).encode()).hexdigest()[:16]
+    where = os.path.abspath(repo.git_dir).encode("utf-8", "surrogateescape")
+    key = key or hashlib.sha256(where).hexdigest()[:16]
     base = os.path.join(cache_dir, "scan")
     os.makedirs(base, exist_ok=True)
     tree = os.path.join(base, key)

@@ -15,4 +15,11 @@ _CONTROL = re.compile(
 def inert(text: str) -> str:
     """Text from a patch (subjects, names, file names, source lines) with
     terminal escape sequences and other control characters removed."""
-    return _CONTROL.sub("", text)
+    text = _CONTROL.sub("", text)
+    if not text.isascii():  # a non-UTF-8 file name (surrogate escapes) prints as U+FFFD
+        try:
+            data = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            data = text.encode("utf-8", "replace")
+        text = data.decode("utf-8", "replace")
+    return text

@@ -234,7 +234,8 @@ class FlagPlan:
         return out
 
     def digest(self, path: str) -> str:
-        return hashlib.sha256("\0".join(self.args_for(path)).encode()).hexdigest()[:16]
+        raw = "\0".join(self.args_for(path)).encode("utf-8", "surrogateescape")
+        return hashlib.sha256(raw).hexdigest()[:16]
 
 
 _DROP_WITH_VALUE = {"-o", "-MF", "-MQ", "-MT"}
