@@ -80,7 +80,10 @@ class Repository:
             return self._git("rev-parse", "--verify", "--quiet", "--end-of-options",
                              f"{rev}^{{commit}}").strip()
         except UserError:
-            raise UserError(f"unknown revision {rev!r}: give a commit, branch or tag") from None
+            hint = ("; this is a shallow clone (git fetch --unshallow)"
+                    if os.path.exists(os.path.join(self.git_dir, "shallow")) else "")
+            raise UserError(f"unknown revision {rev!r}: give a commit, branch or tag{hint}"
+                            ) from None
 
     def default_range(self) -> str:
         try:
