@@ -75,7 +75,7 @@ def test_fingerprint_is_stable_and_line_free(rule: str, fn: str, symbols: list[s
 @given(hostile)
 def test_inert_leaves_no_control(text: str) -> None:
     out = inert(text)
-    assert not any(ord(c) < 32 and c not in "\t\n" or 0x7F <= ord(c) <= 0x9F for c in out)
+    assert not any((ord(c) < 32 and c not in "\t\n") or 0x7F <= ord(c) <= 0x9F for c in out)
     out.encode("utf-8")  # printable on a UTF-8 terminal
 
 
@@ -123,7 +123,6 @@ def test_report_renders_inert_in_every_format(report: object) -> None:
         out = render(name, doc=doc, show_preexisting=True, max_contexts=10)
         out.encode("utf-8")
         assert "\x1b" not in out and "\x9b" not in out and "\r" not in out
-        assert "49" not in out.replace("{{ 7*7 }}", "")
         if name != "scan.txt.j2":
             assert "<script>" not in out
 
