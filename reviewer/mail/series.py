@@ -213,11 +213,19 @@ def applied(repo_root: str, series: MailSeries, base: str, scratch_base: str) ->
                 "GIT_COMMITTER_EMAIL": "reviewer@localhost"})
 
     def git(*args: str, cwd: str = clone, data: bytes | None = None) -> str:
-        r = subprocess.run(["git", *args], cwd=cwd, env=env, input=data, capture_output=True,
-                           check=False)
-        if r.returncode != 0:
-            raise subprocess.CalledProcessError(r.returncode, args, r.stdout, r.stderr)
-        return r.stdout.decode("utf-8", "replace").strip()
+        proc = subprocess.Popen(["git", *args], cwd=cwd, env=env, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = proc.communicate(data)
+        except BaseException:
+            # Ctrl-C: subprocess.run would wait only 0.25 s for git, which could
+            # still be writing into the clone while it is removed.
+            proc.kill()
+            proc.wait()
+            raise
+        if proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, args, out, err)
+        return out.decode("utf-8", "replace").strip()
 
     try:
         try:
