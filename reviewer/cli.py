@@ -7,6 +7,7 @@ input error (one line on stderr, no traceback unless --debug).
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import json
 import os
@@ -55,14 +56,42 @@ def _main(
     _state["debug"] = debug
 
 
+def _say(message: str) -> None:
+    """One line on stderr; text from the tree (file names) cannot drive the terminal."""
+    from reviewer.textsafe import inert
+
+    typer.echo(inert(message.replace("\n", " ")), err=True)
+
+
 def _guard(fn: Callable[[], T]) -> T:
     """Run a command body: UserError and crashes become one line and exit 2."""
     try:
-        return fn()
+        out = fn()
+        sys.stdout.flush()  # a full disk or a closed pipe is reported here, not at exit
+        return out
     except UserError as exc:
         if _state["debug"]:
             raise
-        typer.echo(f"reviewer: {exc}", err=True)
+        _say(f"reviewer: {exc}")
+        raise typer.Exit(2) from None
+    except BrokenPipeError:
+        # `reviewer scan | head`: the reader has what it wanted; say nothing more.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
+    except OSError as exc:
+        # The disk is full, the cache directory is a file or read-only: the
+        # environment, not a bug; one line.
+        if _state["debug"]:
+            raise
+        with contextlib.suppress(OSError):  # what is still buffered cannot be written
+            sys.stdout.flush()
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        where = f"{exc.filename}: " if exc.filename else ""
+        _say(f"reviewer: {where}{exc.strerror or exc} (check the disk, --cache-dir or "
+             "--output)")
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         typer.echo("reviewer: interrupted", err=True)
@@ -72,10 +101,9 @@ def _guard(fn: Callable[[], T]) -> T:
     except Exception as exc:
         if _state["debug"]:
             raise
-        typer.echo(
+        _say(
             f"reviewer: internal error: {type(exc).__name__}: {exc} (rerun with --debug "
             "and report it)",
-            err=True,
         )
         raise typer.Exit(2) from None
 
@@ -167,7 +195,7 @@ def facts(
         )
         if not result.facts.tus:
             for p in result.problems:
-                typer.echo(f"reviewer: {p}", err=True)
+                _say(f"reviewer: {p}")
             raise UserError("no C translation units to read in the given paths")
         doc = facts_document(result, api, with_body=with_body)
         if fmt is FactsFormat.json:
@@ -181,7 +209,7 @@ def facts(
             from reviewer.report.render import render
 
             for p in result.problems:
-                typer.echo(f"reviewer: {p}", err=True)
+                _say(f"reviewer: {p}")
             doc = {**doc, "problems": []}
             sys.stdout.write(render("facts.txt.j2", doc=doc, full=full))
 
@@ -219,7 +247,7 @@ def _analyse(paths: list[str] | None, root: str | None, build_dir: str | None,
                  cache_dir=cache_dir, use_cache=not no_cache, jobs=jobs)
     if not result.facts.tus:
         for p in result.problems:
-            typer.echo(f"reviewer: {p}", err=True)
+            _say(f"reviewer: {p}")
         raise UserError("no C translation units to read in the given paths")
     rules = None
     if select:
@@ -271,7 +299,7 @@ def analyze(
             sys.stdout.write("\n")
         else:
             for p in result.problems:
-                typer.echo(f"reviewer: {p}", err=True)
+                _say(f"reviewer: {p}")
             sys.stdout.write(render("findings.txt.j2", doc=doc))
         if fail_on is FailOn.any and analysis.findings:
             raise typer.Exit(1)
@@ -379,6 +407,14 @@ def _write(text: str, output: str | None) -> None:
     if output is None or output == "-":
         sys.stdout.write(text)
         return
+    if os.path.exists(output) and not os.path.isfile(output):
+        # A device, a FIFO, /dev/stdout: written in place, never replaced.
+        try:
+            with open(output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise UserError(f"{output}: cannot write the report ({exc.strerror})") from None
+        return
     tmp = f"{output}.tmp-{os.getpid()}"
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
@@ -477,7 +513,7 @@ def scan(
                           max_contexts=10)
             if fmt is ScanFormat.text and output is None:
                 for p in report.problems:
-                    typer.echo(f"reviewer: {p}", err=True)
+                    _say(f"reviewer: {p}")
                 _terminal(text)
             else:
                 _write(text, output)

@@ -32,7 +32,7 @@ class Finding:
     def fingerprint(self) -> str:
         """Stable across line moves: rule, function and the symbols involved."""
         raw = "\0".join([self.rule, self.function, *self.symbols])
-        return hashlib.sha256(raw.encode()).hexdigest()[:20]
+        return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
     def sort_key(self) -> tuple[str, int, str]:
         return (self.file, self.line, self.rule)

@@ -153,7 +153,7 @@ class _VersionCache:
 
     def key(self, sha: str, scope: list[str]) -> str:
         raw = "\0".join([self.config, sha, *sorted(scope)])
-        return hashlib.sha256(raw.encode()).hexdigest()
+        return hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()
 
     def get(self, key: str) -> Version | None:
         if not self.enabled:
@@ -201,23 +201,47 @@ def _config_digest(model: ApiModel, build_dir: str | None, preview: bool,
 
 def _materialise(repo: Repository, tree: str, prev: str, sha: str) -> list[Change]:
     changes = repo.changes(prev, sha)
+    # Every removal before any write: git lists "hw/x" (a new file) before
+    # "hw/x/y.c" (deleted with its directory).
     for ch in changes:
-        if ch.status in ("D", "R"):
+        if ch.status in ("D", "R") and _inside(tree, ch.old_path):
             old = os.path.join(tree, ch.old_path)
             if os.path.lexists(old):
                 os.unlink(old)
-        if ch.status == "D":
+            _prune(tree, os.path.dirname(old))
+    for ch in changes:
+        if ch.status == "D" or not _inside(tree, ch.path):
             continue
         data = repo.blob(sha, ch.path)
         dest = os.path.join(tree, ch.path)
         if data is None:  # a submodule or an unreadable entry: nothing to analyse
             continue
         os.makedirs(os.path.dirname(dest), exist_ok=True)
-        if os.path.lexists(dest):
+        if os.path.isdir(dest) and not os.path.islink(dest):
+            shutil.rmtree(dest)
+        elif os.path.lexists(dest):
             os.unlink(dest)
         with open(dest, "wb") as fh:
             fh.write(data)
     return changes
+
+
+def _inside(tree: str, rel: str) -> bool:
+    """A path from the repository stays inside the scratch tree (a crafted tree
+    object can name "../x" or an absolute path; git itself refuses to check
+    those out)."""
+    parts = rel.replace("\\", "/").split("/")
+    return bool(rel) and not os.path.isabs(rel) and ".." not in parts and ".git" not in parts
+
+
+def _prune(tree: str, d: str) -> None:
+    """Remove directories left empty by a deletion, as a checkout would."""
+    while d != tree and (d + os.sep).startswith(tree + os.sep):
+        try:
+            os.rmdir(d)
+        except OSError:
+            return
+        d = os.path.dirname(d)
 
 
 @contextmanager
@@ -225,7 +249,8 @@ def _scratch(cache_dir: str, repo: Repository, key: str = "") -> Iterator[str]:
     """A stable per-repository scratch tree (stable paths keep the fact cache
     warm across scans), locked against a concurrent scan, emptied before and
     removed after, whatever happens."""
-    key = key or hashlib.sha256(os.path.abspath(repo.git_dir).encode()).hexdigest()[:16]
+    where = os.path.abspath(repo.git_dir).encode("utf-8", "surrogateescape")
+    key = key or hashlib.sha256(where).hexdigest()[:16]
     base = os.path.join(cache_dir, "scan")
     os.makedirs(base, exist_ok=True)
     tree = os.path.join(base, key)

@@ -113,7 +113,7 @@ class FactCache:
 
     def key(self, rel: str, content_hash: str, flags_digest: str, scope: tuple[str, ...]) -> str:
         raw = "\0".join([EXTRACTOR_VERSION, _LAYOUT, rel, content_hash, flags_digest, *scope])
-        return hashlib.sha256(raw.encode()).hexdigest()
+        return hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()
 
     def _dir(self, key: str) -> str:
         return os.path.join(self.dir, key[:2], key)
@@ -170,7 +170,8 @@ class FactCache:
         if not self.enabled or facts.failed:
             return
         variant = hashlib.sha256(
-            "\0".join(f"{k}={v}" for k, v in sorted(includes.items())).encode()
+            "\0".join(f"{k}={v}" for k, v in sorted(includes.items()))
+            .encode("utf-8", "surrogateescape")
         ).hexdigest()[:16]
         head = pickle.dumps(includes, protocol=pickle.HIGHEST_PROTOCOL)
         data = len(head).to_bytes(8, "little") + head + pickle.dumps(

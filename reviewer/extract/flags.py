@@ -238,7 +238,8 @@ class FlagPlan:
         text = "\0".join(self.args_for(path)).replace(self.root + os.sep, "<root>/")
         if self.source_root:
             text = text.replace(self.source_root + os.sep, "<root>/")
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        # surrogateescape: a non-UTF-8 file name must not end the run.
+        return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 # Quotes, backslashes, or whitespace that shlex does not split on.

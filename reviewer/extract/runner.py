@@ -1,14 +1,27 @@
 """Turn paths into facts: find the TUs, give each its flags, use the cache, run
-libclang in parallel, and say what could not be read."""
+libclang in parallel, and say what could not be read.
+
+Each TU is parsed in a forked child of its own, under a time limit
+(REVIEWER_TU_TIMEOUT seconds, default 120) and a memory limit
+(REVIEWER_TU_MEMORY MiB of address space on top of the parent's, default 4096).
+A TU that exceeds either, that crashes libclang (a 20,000-term expression
+overflows clang's stack) or that nests deeper than the walker follows is
+skipped with a notice; the run goes on (docs/robustness.md).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import pickle
+import resource
+import select
+import signal
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 
 from reviewer.errors import UserError
 from reviewer.extract.cache import ContentHashes, FactCache
@@ -92,6 +105,77 @@ def _extract_job(
     except clangwalk.ParseFailure as exc:
         rel = os.path.relpath(path, root)
         return TUFacts(file=rel, mode=mode, failed=str(exc)), []
+    except (RecursionError, ctypes.ArgumentError) as exc:
+        # ctypes reports a RecursionError inside a libclang callback as an
+        # ArgumentError; anything else is a bug and propagates.
+        if not isinstance(exc, RecursionError) and "RecursionError" not in str(exc):
+            raise
+        return _skipped(job, "nested too deeply for reviewer's walker; skipped"), []
+
+
+Job = tuple[str, list[str], str, str, tuple[str, ...], dict[str, bytes]]
+
+
+def _skipped(job: Job, why: str) -> TUFacts:
+    path, _, root, mode, _, _ = job
+    return TUFacts(file=os.path.relpath(path, root), mode=mode, failed=why)
+
+
+MAX_DEPTH = 200  # statement nesting the analysis follows (QEMU's deepest is ~10)
+
+
+def _depth(facts: TUFacts) -> int:
+    """The deepest statement nesting in a TU's function bodies (iteratively:
+    the analysis walks bodies recursively, so this is checked before it sees one)."""
+    deepest = 0
+    stack = [(fn.body, 1) for fn in facts.functions]
+    while stack:
+        nodes, d = stack.pop()
+        deepest = max(deepest, d)
+        if d > MAX_DEPTH:
+            break
+        stack.extend((b, d + 1) for n in nodes for b in n.branches)
+    return deepest
+
+
+def _limits() -> tuple[float, int]:
+    """(seconds, bytes) allowed per TU; REVIEWER_TU_TIMEOUT / REVIEWER_TU_MEMORY (MiB)."""
+    def num(name: str, default: float) -> float:
+        try:
+            value = float(os.environ.get(name, "") or default)
+        except ValueError:
+            return default
+        return value if value > 0 else default
+
+    return num("REVIEWER_TU_TIMEOUT", 120.0), int(num("REVIEWER_TU_MEMORY", 4096.0) * 2**20)
+
+
+def _child(job: Job, fd: int, memory: int) -> None:
+    """In the forked child: parse, send the pickled result, exit without
+    running the parent's atexit handlers or flushing its buffers."""
+    code = 0
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+        with contextlib.suppress(OSError, ValueError):
+            with open("/proc/self/statm") as fh:
+                size = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            resource.setrlimit(resource.RLIMIT_AS, (size + memory, resource.RLIM_INFINITY))
+        try:
+            out = _extract_job(job)
+            if _depth(out[0]) > MAX_DEPTH:
+                out = (_skipped(job, f"statements nested more than {MAX_DEPTH} deep; skipped"),
+                       [])
+        except MemoryError:
+            out = (_skipped(job, f"needs more than {memory >> 20} MiB (REVIEWER_TU_MEMORY); "
+                            "skipped"), [])
+        data = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        code = 70
+    finally:
+        os._exit(code)
 
 
 def run(
@@ -173,12 +257,12 @@ def _check_text(path: str, unsaved: dict[str, bytes] | None, problems: list[str]
 
 
 def _map(
-    jobs_list: list[tuple[str, list[str], str, str, tuple[str, ...], dict[str, bytes]]],
+    jobs_list: list[Job],
     jobs: int | None,
     progress: bool | None,
 ) -> Iterator[tuple[TUFacts, list[str]]]:
     """Extract the jobs' TUs, yielding results in order as they come: the caller
-    writes each cache entry while the workers are still parsing, instead of all
+    writes each cache entry while the children are still parsing, instead of all
     of them after the last parse."""
     n = len(jobs_list)
     if n == 0:
@@ -206,16 +290,77 @@ def _map(
         def tick() -> None:
             prog.advance(task)
 
+    # libclang is loaded once, before forking: each child starts with it.
+    from reviewer.extract import clangwalk  # noqa: F401
+
+    timeout, memory = _limits()
+    running: dict[int, tuple[int, int, float, list[bytes]]] = {}  # fd -> (index, pid, end, data)
+    done: dict[int, tuple[TUFacts, list[str]]] = {}
+    nxt = 0  # next job to start
+    out = 0  # next result to yield
     try:
-        if workers == 1:
-            for j in jobs_list:
-                yield _extract_job(j)
+        while out < n:
+            while nxt < n and len(running) < workers:
+                r, w = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - the child
+                    os.close(r)
+                    _child(jobs_list[nxt], w, memory)
+                os.close(w)
+                running[r] = (nxt, pid, time.monotonic() + timeout, [])
+                nxt += 1
+            if running:
+                wait = max(0.0, min(end for _, _, end, _ in running.values()) - time.monotonic())
+                ready, _, _ = select.select(list(running), [], [], wait)
+                for fd in ready:
+                    chunk = os.read(fd, 1 << 20)
+                    if chunk:
+                        running[fd][3].append(chunk)
+                        continue
+                    i, pid, _, data = running.pop(fd)
+                    os.close(fd)
+                    done[i] = _collect_child(jobs_list[i], pid, b"".join(data), memory)
+                now = time.monotonic()
+                for fd in [fd for fd, (_, _, end, _) in running.items() if end <= now]:
+                    i, pid, _, _ = running.pop(fd)
+                    _kill(pid)
+                    os.close(fd)
+                    done[i] = (_skipped(jobs_list[i], f"took longer than {timeout:g} s "
+                                        "(REVIEWER_TU_TIMEOUT); skipped"), [])
+            while out in done:
+                yield done.pop(out)
+                out += 1
                 tick()
-        else:
-            with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-                for r in pool.map(_extract_job, jobs_list, chunksize=1):
-                    yield r
-                    tick()
     finally:
+        for fd, (_, pid, _, _) in running.items():
+            _kill(pid)
+            os.close(fd)
         if prog is not None:
             prog.stop()
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        os.waitpid(pid, 0)
+
+
+def _collect_child(job: Job, pid: int, data: bytes, memory: int) -> tuple[TUFacts, list[str]]:
+    _, status = os.waitpid(pid, 0)
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and data:
+        with contextlib.suppress(Exception):
+            facts, includes = pickle.loads(data)
+            if isinstance(facts, TUFacts) and isinstance(includes, list):
+                return facts, includes
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        why = f"libclang crashed on this file ({name}); skipped"
+    else:
+        why = (f"reviewer's extractor failed on this file (out of memory within "
+               f"{memory >> 20} MiB, REVIEWER_TU_MEMORY?); skipped")
+    return _skipped(job, why), []

@@ -23,7 +23,7 @@ import jinja2
 from reviewer.errors import UserError
 from reviewer.findings import Finding
 from reviewer.mail.series import MailPatch
-from reviewer.report.render import environment, wrap
+from reviewer.report.render import environment, inert_value, wrap
 
 _HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -117,7 +117,7 @@ def _env(template: str | None) -> tuple[jinja2.Environment, str]:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(os.path.dirname(os.path.abspath(template))),
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
-        lstrip_blocks=True, autoescape=False,
+        lstrip_blocks=True, autoescape=False, finalize=inert_value,
     )
     env.filters["wrap"] = wrap
     return env, os.path.basename(template)

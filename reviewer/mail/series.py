@@ -10,6 +10,7 @@ user's repository, index, refs, config and work tree are never touched.
 from __future__ import annotations
 
 import email
+import email.header
 import email.policy
 import email.utils
 import mailbox
@@ -71,6 +72,29 @@ def _text(msg: EmailMessage) -> str:
     return content if isinstance(content, str) else ""
 
 
+def _header(msg: EmailMessage, name: str, default: str = "") -> str:
+    """A header's decoded value; a value Python's parser refuses (an encoded
+    newline in an address) is decoded without it, never an exception."""
+    try:
+        return str(msg.get(name, default))
+    except Exception:
+        pass
+    for key, value in msg.raw_items():
+        if key.lower() == name.lower():
+            try:
+                text = str(email.header.make_header(email.header.decode_header(str(value))))
+            except Exception:
+                text = str(value)
+            text = " ".join(text.split())
+            m = re.search(r"<([^<>\s]+@[^<>\s]+)>\s*$", text)
+            if name.lower() in ("from", "to", "cc") and m:
+                # One address, its name defused: no group, list or address syntax.
+                display = re.sub(r'[:;,<>"\\@]', " ", text[: m.start()])
+                return email.utils.formataddr((" ".join(display.split()), m.group(1)))
+            return text
+    return default
+
+
 def _addresses(value: object) -> list[str]:
     if not value:
         return []
@@ -87,7 +111,7 @@ def _msgid(value: object) -> str:
 def parse_message(raw: bytes) -> MailPatch | None:
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(msg, EmailMessage)
-    subject = " ".join(str(msg.get("Subject", "")).split())
+    subject = " ".join(_header(msg, "Subject").split())
     m = _SUBJECT.match(subject)
     if _REPLY.match(subject) or m is None or "patch" not in m.group("tags").lower():
         return None
@@ -96,15 +120,15 @@ def parse_message(raw: bytes) -> MailPatch | None:
     body = _text(msg)
     if n > 0 and "\ndiff --git " not in "\n" + body:
         return None
-    refs = [_msgid(x) for x in str(msg.get("References", "")).split() if x.strip()]
-    irt = _msgid(msg.get("In-Reply-To"))
+    refs = [_msgid(x) for x in _header(msg, "References").split() if x.strip()]
+    irt = _msgid(_header(msg, "In-Reply-To"))
     if irt and irt not in refs:
         refs.append(irt)
     return MailPatch(
         n=n, m=total, subject=subject, title=m.group("title").strip(),
-        message_id=_msgid(msg.get("Message-ID")), references=refs,
-        author=str(msg.get("From", "")), date=str(msg.get("Date", "")),
-        to=_addresses(msg.get("To")), cc=_addresses(msg.get("Cc")), body=body, raw=raw,
+        message_id=_msgid(_header(msg, "Message-ID")), references=refs,
+        author=_header(msg, "From"), date=_header(msg, "Date"),
+        to=_addresses(_header(msg, "To")), cc=_addresses(_header(msg, "Cc")), body=body, raw=raw,
     )
 
 
@@ -133,7 +157,8 @@ def read_mbox(path: str) -> MailSeries:
         p = parse_message(raw)
         if p is None:
             msg = email.message_from_bytes(raw, policy=email.policy.default)
-            skipped.append(" ".join(str(msg.get("Subject", "(no subject)")).split()))
+            assert isinstance(msg, EmailMessage)
+            skipped.append(" ".join(_header(msg, "Subject", "(no subject)").split()))
             continue
         if p.n == 0:
             cover = p
@@ -188,11 +213,19 @@ def applied(repo_root: str, series: MailSeries, base: str, scratch_base: str) ->
                 "GIT_COMMITTER_EMAIL": "reviewer@localhost"})
 
     def git(*args: str, cwd: str = clone, data: bytes | None = None) -> str:
-        r = subprocess.run(["git", *args], cwd=cwd, env=env, input=data, capture_output=True,
-                           check=False)
-        if r.returncode != 0:
-            raise subprocess.CalledProcessError(r.returncode, args, r.stdout, r.stderr)
-        return r.stdout.decode("utf-8", "replace").strip()
+        proc = subprocess.Popen(["git", *args], cwd=cwd, env=env, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = proc.communicate(data)
+        except BaseException:
+            # Ctrl-C: subprocess.run would wait only 0.25 s for git, which could
+            # still be writing into the clone while it is removed.
+            proc.kill()
+            proc.wait()
+            raise
+        if proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, args, out, err)
+        return out.decode("utf-8", "replace").strip()
 
     try:
         try:

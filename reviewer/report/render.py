@@ -6,8 +6,10 @@ import textwrap
 from typing import Any
 
 import jinja2
+import markupsafe
 
 from reviewer.resources import templates_dir
+from reviewer.textsafe import inert
 
 
 def wrap(text: str, width: int = 72) -> str:
@@ -25,8 +27,23 @@ def wrap(text: str, width: int = 72) -> str:
     return "\n\n".join(out)
 
 
-def environment(html: bool = False) -> jinja2.Environment:
+def inert_value(value: Any) -> Any:
+    # Every {{ expression }} of a template passes here: patch text is printed,
+    # never interpreted (jinja only evaluates the template's own source).
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return inert(value)
+    return value
+
+
+def _finalize_md(value: Any) -> Any:
+    value = inert_value(value)
+    # Markdown renders inline HTML: a "<" from patch text never opens a tag.
+    return value.replace("<", "&lt;") if isinstance(value, str) else value
+
+
+def environment(html: bool = False, markdown: bool = False) -> jinja2.Environment:
     env = jinja2.Environment(
+        finalize=_finalize_md if markdown else inert_value,
         loader=jinja2.FileSystemLoader(templates_dir()),
         undefined=jinja2.StrictUndefined,
         autoescape=html,
@@ -39,4 +56,5 @@ def environment(html: bool = False) -> jinja2.Environment:
 
 
 def render(name: str, **context: Any) -> str:
-    return environment(html=name.endswith(".html.j2")).get_template(name).render(**context)
+    return environment(html=name.endswith(".html.j2"), markdown=name.endswith(".md.j2")
+                       ).get_template(name).render(**context)

@@ -42,6 +42,15 @@ class Change:
     old_path: str
 
 
+def max_commits() -> int:
+    """The most commits one scan reviews (REVIEWER_MAX_COMMITS, default 1000):
+    a wrong base (master..HEAD on a stale master) asks for hours of work."""
+    try:
+        return max(1, int(os.environ.get("REVIEWER_MAX_COMMITS", "") or 1000))
+    except ValueError:
+        return 1000
+
+
 class Repository:
     def __init__(self, path: str) -> None:
         try:
@@ -71,7 +80,10 @@ class Repository:
             return self._git("rev-parse", "--verify", "--quiet", "--end-of-options",
                              f"{rev}^{{commit}}").strip()
         except UserError:
-            raise UserError(f"unknown revision {rev!r}: give a commit, branch or tag") from None
+            hint = ("; this is a shallow clone (git fetch --unshallow)"
+                    if os.path.exists(os.path.join(self.git_dir, "shallow")) else "")
+            raise UserError(f"unknown revision {rev!r}: give a commit, branch or tag{hint}"
+                            ) from None
 
     def default_range(self) -> str:
         try:
@@ -94,6 +106,11 @@ class Repository:
         if not base:
             raise UserError(f"{rng}: the first commit has no parent to compare with")
         shas = self._git("rev-list", "--reverse", "--topo-order", f"{base}..{tip}").split()
+        limit = max_commits()
+        if len(shas) > limit:
+            raise UserError(
+                f"{rng}: {len(shas)} commits, more than {limit} (is the base right? "
+                "a series is origin/master..HEAD; REVIEWER_MAX_COMMITS raises the limit)")
         return base, [self.info(s) for s in shas]
 
     def _has_parent(self, sha: str) -> bool:
