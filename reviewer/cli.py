@@ -143,9 +143,38 @@ NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor w
 JobsOpt = Annotated[
     int | None, typer.Option("--jobs", "-j", min=1, help="Parallel parses (default: all cores).")
 ]
+
+
+class ExecutorKind(StrEnum):
+    local = "local"
+    dask = "dask"
+
+
+ExecutorOpt = Annotated[
+    ExecutorKind,
+    typer.Option(
+        "--executor",
+        help="Where TUs not in the cache are parsed: local processes, or a Dask cluster "
+        "(needs the 'distributed' extra).",
+    ),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="--executor dask: address of a running Dask scheduler (tcp://host:port); "
+        "default: start a local cluster of --jobs workers.",
+    ),
+]
 ModelOpt = Annotated[
     str | None, typer.Option("--model", help="Extra API model TOML merged into the built-in one.")
 ]
+
+
+def _executor(kind: ExecutorKind, scheduler: str | None) -> Any:
+    from reviewer.extract.runner import Executor
+
+    return Executor(kind.value, scheduler)
 
 
 def _model(path: str | None, root: str) -> Any:
@@ -166,6 +195,8 @@ def facts(
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     jobs: JobsOpt = None,
+    executor: ExecutorOpt = ExecutorKind.local,
+    scheduler: SchedulerOpt = None,
     model: ModelOpt = None,
     fmt: Annotated[FactsFormat, typer.Option("--format", "-f", help="Output format.")] = (
         FactsFormat.text
@@ -192,6 +223,7 @@ def facts(
         result = run(
             given, root=top, build_dir=build_dir, resource_dir=resource_dir,
             cache_dir=cache_dir, use_cache=not no_cache, jobs=jobs,
+            executor=_executor(executor, scheduler),
         )
         if not result.facts.tus:
             for p in result.problems:
@@ -229,7 +261,7 @@ class FailOn(StrEnum):
 def _analyse(paths: list[str] | None, root: str | None, build_dir: str | None,
              resource_dir: str | None, cache_dir: str | None, no_cache: bool,
              jobs: int | None, model: str | None, select: str | None = None,
-             preview: bool = False) -> Any:
+             preview: bool = False, executor: Any = None) -> Any:
     from reviewer.analysis.engine import analyze
     from reviewer.extract.runner import run
     from reviewer.rules import all_rules
@@ -244,7 +276,7 @@ def _analyse(paths: list[str] | None, root: str | None, build_dir: str | None,
             raise UserError("no paths given and no migration/ here; name files or directories")
     api = _model(model, top)
     result = run(given, root=top, build_dir=build_dir, resource_dir=resource_dir,
-                 cache_dir=cache_dir, use_cache=not no_cache, jobs=jobs)
+                 cache_dir=cache_dir, use_cache=not no_cache, jobs=jobs, executor=executor)
     if not result.facts.tus:
         for p in result.problems:
             _say(f"reviewer: {p}")
@@ -271,6 +303,8 @@ def analyze(
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     jobs: JobsOpt = None,
+    executor: ExecutorOpt = ExecutorKind.local,
+    scheduler: SchedulerOpt = None,
     model: ModelOpt = None,
     select: Annotated[
         str | None, typer.Option("--select", help="Only these rules, e.g. QM003,QM004.")
@@ -292,7 +326,8 @@ def analyze(
         from reviewer.report.render import render
 
         result, analysis = _analyse(paths, root, build_dir, resource_dir, cache_dir, no_cache,
-                                    jobs, model, select, preview)
+                                    jobs, model, select, preview,
+                                    executor=_executor(executor, scheduler))
         doc = analysis_document(result, analysis)
         if fmt is FindingsFormat.json:
             json.dump(doc, sys.stdout, indent=1)

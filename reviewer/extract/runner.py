@@ -7,12 +7,21 @@ Each TU is parsed in a forked child of its own, under a time limit
 A TU that exceeds either, that crashes libclang (a 20,000-term expression
 overflows clang's stack) or that nests deeper than the walker follows is
 skipped with a notice; the run goes on (docs/robustness.md).
+
+The parses run on an executor: forked children on this machine (the default)
+or a Dask cluster (`Executor("dask")`), where each task runs the same bounded
+child on its worker, with the driver's limits. Either way this process checks
+the cache, sends only the misses out, and writes each result to the cache as
+it comes back, so workers on other machines need neither the cache directory
+nor write access to it; they do need reviewer installed and the tree (and
+build directory) at the same paths.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import pickle
 import resource
@@ -113,7 +122,32 @@ def _extract_job(
         return _skipped(job, "nested too deeply for reviewer's walker; skipped"), []
 
 
+# (path, args, root, mode, scope, unsaved): everything one parse needs, so that it
+# can run in another process or on another machine.
 Job = tuple[str, list[str], str, str, tuple[str, ...], dict[str, bytes]]
+JobResult = tuple[TUFacts, list[str]]  # (facts, absolute paths of the included files)
+
+EXECUTORS = ("local", "dask")
+
+
+@dataclass(frozen=True)
+class Executor:
+    """Where the cache misses are parsed.
+
+    local: forked children on this machine (--jobs at a time).
+    dask:  a Dask cluster; `scheduler` is the address of a running one, or None
+           to start a LocalCluster of --jobs single-threaded worker processes for
+           this run (the Python walker holds the GIL, so threads would not help).
+    """
+
+    kind: str = "local"
+    scheduler: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise UserError(f"--executor {self.kind}: unknown (one of {', '.join(EXECUTORS)})")
+        if self.scheduler and self.kind != "dask":
+            raise UserError("--scheduler needs --executor dask")
 
 
 def _skipped(job: Job, why: str) -> TUFacts:
@@ -191,6 +225,7 @@ def run(
     progress: bool | None = None,
     plan: FlagPlan | None = None,
     scope: tuple[str, ...] | None = None,
+    executor: Executor | None = None,
 ) -> RunResult:
     root = os.path.normpath(os.path.abspath(root))
     if not os.path.isdir(root):
@@ -217,19 +252,21 @@ def run(
         else:
             todo.append((path, key))
     mode_of = {p: ("build" if plan.entry_for(p) is not None else "nobuild") for p, _ in todo}
-    jobs_list = [
+    jobs_list: list[Job] = [
         (p, plan.args_for(p), root, mode_of[p], inputs.scope, dict(unsaved or {}))
         for p, _ in todo
     ]
-    keys = dict(todo)
-    for (facts, includes), (path, _) in zip(
-        _map(jobs_list, jobs, progress), todo, strict=True
-    ):
+    # Results may come back in any order (a cluster finishes them as it can);
+    # each is cached as it arrives, and failures are reported afterwards in
+    # input order so that the problems list does not depend on the executor.
+    for i, (facts, includes) in _map(jobs_list, jobs, progress, executor or Executor()):
+        path, key = todo[i]
         results[path] = facts
         if not facts.failed:
-            cache.put(keys[path], facts, {inc: hashes(inc) for inc in [path, *includes]})
-        else:
-            problems.append(f"{facts.file}: {facts.failed}")
+            cache.put(key, facts, {inc: hashes(inc) for inc in [path, *includes]})
+    problems.extend(
+        f"{results[p].file}: {results[p].failed}" for p, _ in todo if results[p].failed
+    )
     if cache.rejected:
         problems.append(f"cache: {cache.rejected} corrupted entries dropped and rebuilt")
     if cache.warning:
@@ -260,8 +297,9 @@ def _map(
     jobs_list: list[Job],
     jobs: int | None,
     progress: bool | None,
-) -> Iterator[tuple[TUFacts, list[str]]]:
-    """Extract the jobs' TUs, yielding results in order as they come: the caller
+    executor: Executor,
+) -> Iterator[tuple[int, JobResult]]:
+    """Extract the jobs' TUs, yielding (index, result) as each comes: the caller
     writes each cache entry while the children are still parsing, instead of all
     of them after the last parse."""
     n = len(jobs_list)
@@ -290,6 +328,22 @@ def _map(
         def tick() -> None:
             prog.advance(task)
 
+    try:
+        if executor.kind == "dask":
+            source = _map_dask(jobs_list, workers, executor.scheduler)
+        else:
+            source = _map_local(jobs_list, workers)
+        for r in source:
+            yield r
+            tick()
+    finally:
+        if prog is not None:
+            prog.stop()
+
+
+def _map_local(jobs_list: list[Job], workers: int) -> Iterator[tuple[int, JobResult]]:
+    """Forked children, `workers` at a time; results in input order."""
+    n = len(jobs_list)
     # libclang is loaded once, before forking: each child starts with it.
     from reviewer.extract import clangwalk  # noqa: F401
 
@@ -328,15 +382,12 @@ def _map(
                     done[i] = (_skipped(jobs_list[i], f"took longer than {timeout:g} s "
                                         "(REVIEWER_TU_TIMEOUT); skipped"), [])
             while out in done:
-                yield done.pop(out)
+                yield out, done.pop(out)
                 out += 1
-                tick()
     finally:
         for fd, (_, pid, _, _) in running.items():
             _kill(pid)
             os.close(fd)
-        if prog is not None:
-            prog.stop()
 
 
 def _kill(pid: int) -> None:
@@ -364,3 +415,100 @@ def _collect_child(job: Job, pid: int, data: bytes, memory: int) -> tuple[TUFact
         why = (f"reviewer's extractor failed on this file (out of memory within "
                f"{memory >> 20} MiB, REVIEWER_TU_MEMORY?); skipped")
     return _skipped(job, why), []
+
+
+def _extract_bounded(job: Job, timeout: float, memory: int) -> JobResult:
+    """One job in a forked child under the same limits as a local run, so that
+    a TU that crashes libclang or runs too long is skipped with the same notice
+    (and does not take a cluster worker down with it)."""
+    from reviewer.extract import clangwalk  # noqa: F401  (loaded before forking)
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(r)
+        _child(job, w, memory)
+    os.close(w)
+    end = time.monotonic() + timeout
+    data: list[bytes] = []
+    try:
+        while True:
+            ready, _, _ = select.select([r], [], [], max(0.0, end - time.monotonic()))
+            if not ready:
+                _kill(pid)
+                return _skipped(job, f"took longer than {timeout:g} s "
+                                "(REVIEWER_TU_TIMEOUT); skipped"), []
+            chunk = os.read(r, 1 << 20)
+            if not chunk:
+                return _collect_child(job, pid, b"".join(data), memory)
+            data.append(chunk)
+    finally:
+        os.close(r)
+
+
+def _extract_with(job: Job, unsaved: dict[str, bytes], timeout: float, memory: int) -> JobResult:
+    """A Dask task: the job with the run's unsaved files put back (they travel
+    once per worker, not once per task), under the driver's limits."""
+    path, args, root, mode, scope, _ = job
+    return _extract_bounded((path, args, root, mode, scope, unsaved), timeout, memory)
+
+
+def _map_dask(
+    jobs_list: list[Job], workers: int, scheduler: str | None
+) -> Iterator[tuple[int, JobResult]]:
+    # Imported here: dask is an optional extra, and the default path never needs it.
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise UserError(
+            "--executor dask needs Dask distributed: pip install 'qemu-reviewer[distributed]'"
+        ) from None
+
+    cluster = None
+    try:
+        if scheduler:
+            client = Client(scheduler, timeout="10s", set_as_default=False)
+        else:
+            # Loopback only, one thread per worker process. The scheduler always
+            # serves HTTP (health checks; the dashboard if bokeh is installed):
+            # on a free port, so that two runs do not fight over 8787. Logs
+            # below CRITICAL stay off stderr: at shutdown a worker's heartbeat
+            # can race the scheduler's exit and log an ERROR with a traceback
+            # that means nothing; a task's own failure still comes back through
+            # its future.
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL,
+            )
+            client = Client(cluster, set_as_default=False)
+    except OSError as exc:  # includes TimeoutError: no scheduler at that address
+        if cluster is not None:
+            cluster.close()
+        raise UserError(f"--scheduler {scheduler}: cannot reach a Dask scheduler ({exc})") from None
+    try:
+        # The limits are the driver's (its environment), not each worker's.
+        timeout, memory = _limits()
+        unsaved = jobs_list[0][5]
+        shared: object = unsaved
+        if unsaved:
+            [shared] = client.scatter([unsaved], broadcast=True)
+        # pure=False: the tasks are not deduplicated by hashing their arguments
+        # (hashing every job's flags would cost more than it could save).
+        futures = [
+            client.submit(_extract_with, (*j[:5], {}), shared, timeout, memory, pure=False)
+            for j in jobs_list
+        ]
+        index = {f.key: i for i, f in enumerate(futures)}
+        try:
+            # loop=: the client is not made the process-wide default (a library
+            # call should leave no global behind), so as_completed is told which.
+            for fut in as_completed(futures, loop=client.loop):
+                result: JobResult = fut.result()
+                yield index[fut.key], result
+                fut.release()
+        finally:
+            client.cancel(futures)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
