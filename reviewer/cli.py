@@ -352,6 +352,8 @@ def contexts(
     cache_dir: CacheOpt = None,
     no_cache: NoCacheOpt = False,
     jobs: JobsOpt = None,
+    executor: ExecutorOpt = ExecutorKind.local,
+    scheduler: SchedulerOpt = None,
     model: ModelOpt = None,
     fmt: Annotated[FindingsFormat, typer.Option("--format", "-f", help="Output format.")] = (
         FindingsFormat.text
@@ -364,7 +366,8 @@ def contexts(
         from reviewer.report.render import render
 
         result, analysis = _analyse(paths, root, build_dir, resource_dir, cache_dir, no_cache,
-                                    jobs, model, select="QM100")
+                                    jobs, model, select="QM100",
+                                    executor=_executor(executor, scheduler))
         ctx = analysis.context
         doc = contexts_document(ctx.program, ctx.contexts, function)
         if fmt is FindingsFormat.json:
