@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -125,3 +127,23 @@ def test_bad_executor_options() -> None:
         Executor("local", "tcp://127.0.0.1:8786")
     with pytest.raises(UserError, match="unknown"):
         Executor("ray")
+
+
+def test_cli_facts_json(scheduler: str, tmp_path: Any) -> None:
+    """`reviewer facts -f json` through the options, as a person runs it."""
+
+    def facts(*opts: str) -> dict[str, Any]:
+        r = subprocess.run(
+            [sys.executable, "-m", "reviewer.cli", "facts", "migration", "--root", THREADIFY,
+             "-f", "json", "-j", "2", *opts],
+            capture_output=True, text=True, timeout=300, check=False,
+        )
+        assert r.returncode == 0, r.stderr
+        doc: dict[str, Any] = json.loads(r.stdout)
+        return doc
+
+    local = facts("--cache-dir", str(tmp_path / "local"))
+    remote = facts("--cache-dir", str(tmp_path / "dask"), "--executor", "dask",
+                   "--scheduler", scheduler)
+    assert remote == local  # same counters too: both parsed every TU
+    assert local["parsed"] == len(local["tus"]) > 0
