@@ -147,3 +147,11 @@ def test_cli_facts_json(scheduler: str, tmp_path: Any) -> None:
                    "--scheduler", scheduler)
     assert remote == local  # same counters too: both parsed every TU
     assert local["parsed"] == len(local["tus"]) > 0
+
+
+def test_without_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Without dask installed, --executor dask is a usage error naming the extra."""
+    monkeypatch.setitem(sys.modules, "distributed", None)  # makes the import fail
+    with pytest.raises(UserError, match=r"qemu-reviewer\[distributed\]"):
+        run(["extract/bql.c"], root=FIXTURES, cache_dir=str(tmp_path), progress=False,
+            executor=Executor("dask"))
