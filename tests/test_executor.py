@@ -155,3 +155,15 @@ def test_without_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> No
     with pytest.raises(UserError, match=r"qemu-reviewer\[distributed\]"):
         run(["extract/bql.c"], root=FIXTURES, cache_dir=str(tmp_path), progress=False,
             executor=Executor("dask"))
+
+
+def test_limits_apply_on_the_cluster(scheduler: str, tmp_path: Any,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TU over the time limit is skipped with the same notice either way: the
+    tasks run the local path's bounded child, with the driver's limits."""
+    monkeypatch.setenv("REVIEWER_TU_TIMEOUT", "0.001")
+    local = extract("threadify-base", str(tmp_path / "local"))
+    remote = extract("threadify-base", str(tmp_path / "dask"), Executor("dask", scheduler))
+    assert all("REVIEWER_TU_TIMEOUT" in (tu.failed or "") for tu in local.facts.tus)
+    assert remote.problems == local.problems
+    assert document(remote) == document(local)
