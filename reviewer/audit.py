@@ -258,7 +258,8 @@ def run_audit(root: str, *, rev: str | None = None, entry: str | None = None,
               thread: str | None = None, fields: tuple[str, ...] = DEFAULT_HOOKS,
               paths: list[str] | None = None, build_dir: str | None = None,
               cache_dir: str | None = None, jobs: int | None = None, model: Any = None,
-              resource_dir: str | None = None, progress: bool | None = None) -> AuditResult:
+              resource_dir: str | None = None, progress: bool | None = None,
+              executor: Any = None) -> AuditResult:
     """Extract (cached, in parallel), analyse and audit a tree, or a revision of
     it materialised outside the repository."""
     from reviewer.analysis.engine import analyze
@@ -280,7 +281,8 @@ def run_audit(root: str, *, rev: str | None = None, entry: str | None = None,
             todo = tree_paths(source_root, plan.entries)
         else:
             todo = tree_paths(tree, plan.entries)
-        result = run(todo, root=tree, plan=plan, cache_dir=cache, jobs=jobs, progress=progress)
+        result = run(todo, root=tree, plan=plan, cache_dir=cache, jobs=jobs, progress=progress,
+                     executor=executor)
         analysis = analyze(result.facts, model, root=tree, rules=[])
         assert analysis.context is not None
         label, hooks = audit(analysis.context, entry=entry,

@@ -735,6 +735,8 @@ def audit(
     fail_on_problem: Annotated[bool, typer.Option(
         "--fail-on-problem", help="Exit 1 if a hook that needs the BQL may arrive without "
                                   "it.")] = False,
+    executor: ExecutorOpt = ExecutorKind.local,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Which device load hooks run without the BQL, and which of them need it."""
 
@@ -748,7 +750,8 @@ def audit(
         hooks = tuple(dict.fromkeys([*DEFAULT_HOOKS, *(fields or [])]))
         kw: dict[str, Any] = {"entry": entry, "thread": thread, "fields": hooks,
                               "paths": paths, "build_dir": build_dir, "cache_dir": cache_dir,
-                              "jobs": jobs, "model": api, "resource_dir": resource_dir}
+                              "jobs": jobs, "model": api, "resource_dir": resource_dir,
+                              "executor": _executor(executor, scheduler)}
         if diff_revs:
             old, new = (run_audit(top, rev=r, **kw) for r in diff_revs)
             changes = diff(old.hooks, new.hooks)

@@ -167,3 +167,22 @@ def test_limits_apply_on_the_cluster(scheduler: str, tmp_path: Any,
     assert all("REVIEWER_TU_TIMEOUT" in (tu.failed or "") for tu in local.facts.tus)
     assert remote.problems == local.problems
     assert document(remote) == document(local)
+
+
+def test_audit_on_the_cluster_matches_local(scheduler: str, tmp_path: Any) -> None:
+    """`reviewer audit` over the fixture devices: the same verdicts either way."""
+
+    def audit(*opts: str) -> dict[str, Any]:
+        r = subprocess.run(
+            [sys.executable, "-m", "reviewer.cli", "audit", "audit", "--root", FIXTURES,
+             "--entry", "qemu_loadvm_state_main", "-f", "json", *opts],
+            capture_output=True, text=True, timeout=300, check=False,
+        )
+        assert r.returncode == 0, r.stderr
+        doc: dict[str, Any] = json.loads(r.stdout)
+        return doc
+
+    local = audit("--cache-dir", str(tmp_path / "local"))
+    remote = audit("--cache-dir", str(tmp_path / "dask"), "--executor", "dask",
+                   "--scheduler", scheduler)
+    assert remote == local and local["counts"]["problems"] == 2
