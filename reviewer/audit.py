@@ -168,9 +168,21 @@ def _unresolved(ctx: RuleContext, key: str) -> str:
 
 
 def audit(ctx: RuleContext, *, entry: str | None = None, thread: str | None = None,
-          fields: tuple[str, ...] = DEFAULT_HOOKS) -> tuple[str, list[HookVerdict]]:
-    label, roots = _roots(ctx, entry, thread)
-    cx = Contexts(ctx.program, ctx.bql, roots=roots)
+          fields: tuple[str, ...] = DEFAULT_HOOKS, missing_ok: bool = False
+          ) -> tuple[str, list[HookVerdict]]:
+    """Hooks reached from `entry` or `thread`, or from every entry point of the
+    model when both are None. missing_ok: an entry or thread that does not
+    exist (a revision before the series added it) reaches nothing."""
+    if entry is None and thread is None:
+        label, cx = "every entry point", ctx.contexts
+    else:
+        try:
+            label, roots = _roots(ctx, entry, thread)
+        except UserError:
+            if not missing_ok:
+                raise
+            return (f"thread {thread}" if thread else f"{entry}()"), []
+        cx = Contexts(ctx.program, ctx.bql, roots=roots)
     arrivals: dict[tuple[str, str], list[State]] = {}
     for st, step in cx.steps.items():
         if step.how == "field" and step.site is not None and step.site.call.callee in fields:
@@ -259,7 +271,8 @@ def run_audit(root: str, *, rev: str | None = None, entry: str | None = None,
               paths: list[str] | None = None, build_dir: str | None = None,
               cache_dir: str | None = None, jobs: int | None = None, model: Any = None,
               resource_dir: str | None = None, progress: bool | None = None,
-              executor: Any = None) -> AuditResult:
+              executor: Any = None, everything: bool = False,
+              missing_ok: bool = False) -> AuditResult:
     """Extract (cached, in parallel), analyse and audit a tree, or a revision of
     it materialised outside the repository."""
     from reviewer.analysis.engine import analyze
@@ -285,9 +298,10 @@ def run_audit(root: str, *, rev: str | None = None, entry: str | None = None,
                      executor=executor)
         analysis = analyze(result.facts, model, root=tree, rules=[])
         assert analysis.context is not None
+        default = None if everything else "mig/dst/main"
         label, hooks = audit(analysis.context, entry=entry,
-                             thread=thread if (thread or entry) else "mig/dst/main",
-                             fields=fields)
+                             thread=thread if (thread or entry) else default,
+                             fields=fields, missing_ok=missing_ok)
         degraded = [(tu.file, tu.errors) for tu in result.facts.tus if tu.degraded]
         return AuditResult(label, hooks, fields, degraded, len(result.facts.tus), plan.mode,
                            rev or "")

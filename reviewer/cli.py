@@ -714,7 +714,8 @@ def audit(
     entry: Annotated[str | None, typer.Option("--entry", help="Audit what this function "
                                               "reaches.")] = None,
     thread: Annotated[str | None, typer.Option("--thread", help="Audit what this thread "
-                                               "reaches (default: mig/dst/main).")] = None,
+                                               "reaches (default: mig/dst/main; with --diff, "
+                                               "every entry point).")] = None,
     rev: Annotated[str | None, typer.Option("--rev", help="Audit this revision (read from "
                                             "git, not the work tree).")] = None,
     diff_revs: Annotated[tuple[str, str] | None, typer.Option(
@@ -753,6 +754,10 @@ def audit(
                               "jobs": jobs, "model": api, "resource_dir": resource_dir,
                               "executor": _executor(executor, scheduler)}
         if diff_revs:
+            # Across a series the entry may not exist on both sides (the thread
+            # the series adds): without --entry/--thread, compare what every
+            # entry point reaches, which is the question a series raises.
+            kw.update(everything=not (entry or thread), missing_ok=True)
             old, new = (run_audit(top, rev=r, **kw) for r in diff_revs)
             changes = diff(old.hooks, new.hooks)
             if fmt is AuditFormat.json:

@@ -96,9 +96,13 @@ def test_rev_and_diff(tmp_path: object, isolated_cache: str) -> None:
         fh.write(text)
     git(d, "commit", "-q", "-am", "load: drop the BQL around post_load")
     before = repo_state(d)
-    r = run_cli("audit", "--root", d, "--diff", "HEAD~1", "HEAD")
+    r = run_cli("audit", "--root", d, "--diff", "HEAD~1", "HEAD")  # every entry point
     assert r.returncode == 0, r.stderr
+    assert "!! vga_post_load()" in r.stdout and "held -> maybe held" in r.stdout
+    r = run_cli("audit", "--root", d, "--diff", "HEAD~1", "HEAD", "--thread", "mig/dst/main")
     assert "!! vga_post_load()" in r.stdout and "held -> not held" in r.stdout
+    r = run_cli("audit", "--root", d, "--diff", "HEAD~1", "HEAD", "--thread", "mig/nope")
+    assert r.returncode == 0 and "0 hooks changed" in r.stdout
     r = run_cli("audit", "--root", d, "--rev", "HEAD~1", "-f", "json")
     doc = json.loads(r.stdout)
     assert {h["function"]: h["arrival"] for h in doc["hooks"]}["vga_post_load"] == "held"
