@@ -202,12 +202,28 @@ def _am_input(raw: bytes) -> bytes:
     return fixed.rstrip(b"\n") + sep + rest
 
 
+def _remove_orphans(scratch_base: str) -> None:
+    """Scratch clones left by a reviewer that was killed (SIGKILL cannot be
+    cleaned up after): their directory names carry the owner's pid."""
+    for name in os.listdir(scratch_base):
+        m = re.match(r"am-(\d+)-", name)
+        if not m:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(scratch_base, name), ignore_errors=True)
+        except (PermissionError, OverflowError, ValueError):
+            continue
+
+
 @contextmanager
 def applied(repo_root: str, series: MailSeries, base: str, scratch_base: str) -> Iterator[
         tuple[str, str, list[str]]]:
     """Apply a series in a scratch clone; yield (clone path, base sha, commit shas)."""
     os.makedirs(scratch_base, exist_ok=True)
-    clone = tempfile.mkdtemp(prefix="am-", dir=scratch_base)
+    _remove_orphans(scratch_base)
+    clone = tempfile.mkdtemp(prefix=f"am-{os.getpid()}-", dir=scratch_base)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update({"GIT_CONFIG_NOSYSTEM": "1", "HOME": clone, "GIT_COMMITTER_NAME": "reviewer",
                 "GIT_COMMITTER_EMAIL": "reviewer@localhost"})
