@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import os
 import subprocess
 import sys
 import zipfile
@@ -24,3 +25,11 @@ def test_wheel_carries_templates_fixtures_and_model(tmp_path: object) -> None:
     assert "reviewer/fixtures/include/qemu-stubs.h" in names
     assert "reviewer/fixtures/series/threadify/0-base/migration/savevm.c" in names
     assert "reviewer/fixtures/series/threadify/0-base/COMMIT_MSG" in names
+    assert "reviewer/templates/rules/QM001.j2" in names
+    # Every package of the source tree ships (a missing one only shows in a
+    # non-editable install, never in the tests that import the checkout).
+    for d, _, files in os.walk(os.path.join(ROOT, "reviewer")):
+        for f in files:
+            if f.endswith(".py"):
+                rel = os.path.relpath(os.path.join(d, f), ROOT)
+                assert rel in names, f"{rel} is not in the wheel: list its package in pyproject"
