@@ -210,3 +210,14 @@ def test_check_from_refs_and_env(tmp_path: object) -> None:
     assert r.returncode == 0 and "fixed by this change" in r.stdout
     assert "both --from-ref" in _one_line_error(run_cli("check", "--repo", d, "--from-ref",
                                                         shas[1]))
+
+
+def test_commit_trailers_map_to_messages() -> None:
+    from reviewer.mail.review import message_id_of
+
+    assert message_id_of("x\n\nMessage-ID: <20251022192612.2737648-8-peterx@redhat.com>\n") == (
+        "<20251022192612.2737648-8-peterx@redhat.com>")
+    assert message_id_of(
+        "x\n\nLink: https://lore.kernel.org/r/20251022192612.2737648-8-peterx@redhat.com\n"
+    ) == "<20251022192612.2737648-8-peterx@redhat.com>"
+    assert message_id_of("no trailer here\n") == ""
