@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
 from dataclasses import dataclass, field
 
 from reviewer.analysis.engine import analyze
@@ -22,6 +21,7 @@ from reviewer.extract.runner import RunResult, run
 from reviewer.findings import Finding
 from reviewer.model import ApiModel
 from reviewer.scan import DEFAULT_PATHS, Version, _config_digest, _VersionCache
+from reviewer.vcs.git import Repository
 
 INDEX = ":index"
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -39,72 +39,27 @@ class CheckResult:
     degraded: list[tuple[str, int]] = field(default_factory=list)
 
 
-class _Git:
-    def __init__(self, root: str) -> None:
-        self.root = root
-
-    def run(self, *args: str, text: bool = True) -> str | bytes:
-        r = subprocess.run(["git", "-c", "core.quotepath=off", *args], cwd=self.root,
-                           capture_output=True, check=False)
-        if r.returncode != 0:
-            msg = r.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise UserError(f"git {args[0]}: {msg[-1] if msg else 'failed'}")
-        return r.stdout.decode("utf-8", "replace") if text else r.stdout
-
-    def names(self, *args: str) -> list[str]:
-        out = self.run(*args, "-z")
-        assert isinstance(out, str)
-        return [x for x in out.split("\0") if x]
-
-    def blob(self, spec: str) -> bytes | None:
-        r = subprocess.run(["git", "cat-file", "blob", spec], cwd=self.root,
-                           capture_output=True, check=False)
-        return r.stdout if r.returncode == 0 else None
-
-
-def _toplevel(path: str) -> str:
-    r = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True,
-                       text=True, check=False)
-    if r.returncode != 0 or not r.stdout.strip():
-        raise UserError(f"{path}: not in a git work tree (reviewer check runs in a checkout)")
-    return r.stdout.strip()
-
-
-def _resolve(g: _Git, rev: str) -> str:
-    try:
-        out = g.run("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
-    except UserError:
-        raise UserError(f"unknown revision {rev!r}") from None
-    assert isinstance(out, str)
-    return out.strip()
-
-
-def _version(g: _Git, rev: str) -> tuple[dict[str, bytes], set[str]]:
+def _version(repo: Repository, rev: str) -> tuple[dict[str, bytes], set[str]]:
     """(unsaved files, paths absent from this version) for reading version
     `rev` (a commit, or INDEX) in place from the work tree."""
+    assert repo.root is not None
     if rev == INDEX:
-        differs = g.names("diff-files", "--name-only")
+        differs = repo.names("diff-files", "--name-only")
         spec = ":{}"
-        absent = set(g.names("diff-index", "--cached", "--name-only", "--diff-filter=D", "HEAD")
-                     ) if _has_head(g) else set()
+        absent = set(repo.names("diff-index", "--cached", "--name-only", "--diff-filter=D",
+                                "HEAD")) if repo.has_head() else set()
     else:
-        differs = g.names("diff-index", "--name-only", rev)
+        differs = repo.names("diff-index", "--name-only", rev)
         spec = rev + ":{}"
         absent = set()
     unsaved: dict[str, bytes] = {}
     for p in differs:
-        data = g.blob(spec.format(p))
+        data = repo.object(spec.format(p))
         if data is None:
             absent.add(p)
         else:
-            unsaved[os.path.join(g.root, p)] = data
+            unsaved[os.path.join(repo.root, p)] = data
     return unsaved, absent
-
-
-def _has_head(g: _Git) -> bool:
-    r = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "HEAD"], cwd=g.root,
-                       capture_output=True, check=False)
-    return r.returncode == 0
 
 
 def _analyse(root: str, scope: list[str], unsaved: dict[str, bytes], absent: set[str], *,
@@ -123,17 +78,19 @@ def check(path: str, *, from_ref: str | None = None, to_ref: str | None = None,
           paths: list[str] | None = None, build_dir: str | None = None,
           cache_dir: str | None = None, jobs: int | None = None, model: ApiModel,
           preview: bool = False, resource_dir: str | None = None) -> CheckResult:
-    root = _toplevel(path)
-    g = _Git(root)
+    repo = Repository(path)
+    if repo.root is None:
+        raise UserError(f"{path}: not in a git work tree (reviewer check runs in a checkout)")
+    root = repo.root
     if bool(from_ref) != bool(to_ref):
         raise UserError("give both --from-ref and --to-ref (or neither, to check the index)")
     if from_ref and to_ref:
-        before, after = _resolve(g, from_ref), _resolve(g, to_ref)
-        changed = g.names("diff-tree", "-r", "--name-only", before, after)
+        before, after = repo.resolve(from_ref), repo.resolve(to_ref)
+        changed = repo.names("diff-tree", "-r", "--name-only", before, after)
     else:
-        before = "HEAD" if _has_head(g) else _EMPTY_TREE
+        before = "HEAD" if repo.has_head() else _EMPTY_TREE
         after = INDEX
-        changed = g.names("diff-index", "--cached", "--name-only", before)
+        changed = repo.names("diff-index", "--cached", "--name-only", before)
     result = CheckResult(before, after, changed=changed)
     relevant = [p for p in changed if p.endswith((".c", ".h", "trace-events"))]
     if not relevant:
@@ -152,11 +109,11 @@ def check(path: str, *, from_ref: str | None = None, to_ref: str | None = None,
     if cached is not None:
         old = cached.findings_list
     else:
-        u_before, a_before = _version(g, before) if before != _EMPTY_TREE else ({}, set(changed))
+        u_before, a_before = _version(repo, before) if before != _EMPTY_TREE else ({}, set(changed))
         _, old = analyse(u_before, a_before)
         if key:
             vcache.put(key, Version(before, old, {}, {}, {}, {}, {}, {}, [], [], ""))
-    u_after, a_after = _version(g, after)
+    u_after, a_after = _version(repo, after)
     res_after, new = analyse(u_after, a_after)
     b = {f.fingerprint: f for f in old}
     a = {f.fingerprint: f for f in new}

@@ -209,27 +209,11 @@ def facts(
     """Print the facts extracted from C files or directories."""
 
     def body() -> None:
-        from reviewer.extract.runner import run
         from reviewer.report.facts import facts_document
 
-        given = paths or []
-        top = os.path.abspath(root) if root else find_root(given)
-        if not given:
-            if os.path.isdir(os.path.join(top, "migration")):
-                given.append(os.path.join(top, "migration"))
-            else:
-                raise UserError("no paths given and no migration/ here; name files or directories")
-        api = _model(model, top)
-        result = run(
-            given, root=top, build_dir=build_dir, resource_dir=resource_dir,
-            cache_dir=cache_dir, use_cache=not no_cache, jobs=jobs,
-            executor=_executor(executor, scheduler),
-        )
-        if not result.facts.tus:
-            for p in result.problems:
-                _say(f"reviewer: {p}")
-            raise UserError("no C translation units to read in the given paths")
-        doc = facts_document(result, api, with_body=with_body)
+        top, result = _extract(paths, root, build_dir, resource_dir, cache_dir, no_cache,
+                               jobs, _executor(executor, scheduler))
+        doc = facts_document(result, _model(model, top), with_body=with_body)
         if fmt is FactsFormat.json:
             # json.dumps, not json.dump: only the one-shot dumps uses the C
             # encoder (dump streams through the pure-Python one, 1-2 s on
@@ -258,29 +242,40 @@ class FailOn(StrEnum):
     never = "never"
 
 
-def _analyse(paths: list[str] | None, root: str | None, build_dir: str | None,
+def _extract(paths: list[str] | None, root: str | None, build_dir: str | None,
              resource_dir: str | None, cache_dir: str | None, no_cache: bool,
-             jobs: int | None, model: str | None, select: str | None = None,
-             preview: bool = False, executor: Any = None) -> Any:
-    from reviewer.analysis.engine import analyze
+             jobs: int | None, executor: Any) -> Any:
+    """Facts for the given paths (default: migration/ and include/migration/);
+    (tree root, RunResult). An empty result is a usage error."""
     from reviewer.extract.runner import run
-    from reviewer.rules import all_rules
+    from reviewer.scan import DEFAULT_PATHS
 
     given = list(paths or [])
     top = os.path.abspath(root) if root else find_root(given)
     if not given:
-        for d in ("migration", "include/migration"):
-            if os.path.isdir(os.path.join(top, d)):
-                given.append(os.path.join(top, d))
+        given = [os.path.join(top, d) for d in DEFAULT_PATHS
+                 if os.path.isdir(os.path.join(top, d))]
         if not given:
             raise UserError("no paths given and no migration/ here; name files or directories")
-    api = _model(model, top)
     result = run(given, root=top, build_dir=build_dir, resource_dir=resource_dir,
                  cache_dir=cache_dir, use_cache=not no_cache, jobs=jobs, executor=executor)
     if not result.facts.tus:
         for p in result.problems:
             _say(f"reviewer: {p}")
         raise UserError("no C translation units to read in the given paths")
+    return top, result
+
+
+def _analyse(paths: list[str] | None, root: str | None, build_dir: str | None,
+             resource_dir: str | None, cache_dir: str | None, no_cache: bool,
+             jobs: int | None, model: str | None, select: str | None = None,
+             preview: bool = False, executor: Any = None) -> Any:
+    from reviewer.analysis.engine import analyze
+    from reviewer.rules import all_rules
+
+    top, result = _extract(paths, root, build_dir, resource_dir, cache_dir, no_cache, jobs,
+                           executor)
+    api = _model(model, top)
     rules = None
     if select:
         known = all_rules()

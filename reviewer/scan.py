@@ -29,7 +29,7 @@ from reviewer.extract.flags import plan_flags
 from reviewer.extract.runner import run
 from reviewer.findings import Finding, Related
 from reviewer.model import ApiModel
-from reviewer.vcs.git import Change, CommitInfo, Repository
+from reviewer.vcs.git import Change, CommitInfo, Repository, message_id_of
 
 DEFAULT_PATHS = ("migration", "include/migration")
 
@@ -407,7 +407,7 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
             if tree:
                 _materialise(repo, tree, prev, c.sha)
             prev = c.sha
-            patch = PatchReport(c, files, message_id=_message_id(c.message))
+            patch = PatchReport(c, files, message_id=message_id_of(c.message))
             if c.is_merge:
                 patch.skipped = "merge commit: not reviewed as a patch"
                 patches.append(patch)
@@ -431,12 +431,6 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
     return ScanReport(repo.root or repo.git_dir, rng, base, mode, patches, remaining,
                       sorted(set(problems)), hidden,
                       sorted(before.findings.values(), key=Finding.sort_key))
-
-
-def _message_id(message: str) -> str:
-    from reviewer.mail.review import message_id_of
-
-    return message_id_of(message)
 
 
 def read_baseline(path: str) -> set[str]:

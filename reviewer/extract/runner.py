@@ -84,7 +84,10 @@ def collect(paths: Iterable[str], root: str) -> Inputs:
                 for f in files
                 if f.endswith(".c")
             )
-            if not found:
+            headers = not found and any(
+                f.endswith(".h") for _, _, files in os.walk(p) for f in files)
+            if not found and not headers:
+                # A header directory (include/migration) is scope, not a problem.
                 out.problems.append(f"{raw}: no .c files in this directory; nothing to read")
             for f in found:
                 add_tu(f)

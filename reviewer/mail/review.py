@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 from email.message import EmailMessage
@@ -19,19 +18,7 @@ from reviewer.mail.series import MailPatch, MailSeries, applied, parse_message, 
 from reviewer.model import ApiModel
 from reviewer.report.render import render
 from reviewer.scan import ScanReport, scan
-from reviewer.vcs.git import Repository
-
-_TRAILER_MSGID = re.compile(r"^Message-I[Dd]:\s*(<[^>\s]+>)", re.M)
-_TRAILER_LINK = re.compile(r"^Link:\s*https?://\S*?/(?:r/)?<?([^/\s<>]+@[^/\s<>]+?)>?/?\s*$",
-                           re.M)
-
-
-def message_id_of(commit_message: str) -> str:
-    m = _TRAILER_MSGID.search(commit_message)
-    if m:
-        return m.group(1)
-    m = _TRAILER_LINK.search(commit_message)
-    return f"<{m.group(1)}>" if m else ""
+from reviewer.vcs.git import Repository, message_id_of
 
 
 def fetch_msgid(msgid: str, dest: str) -> str:
@@ -58,14 +45,10 @@ def mail_of_commits(repo_path: str, report: ScanReport) -> dict[str, MailPatch]:
     """Patches rebuilt from commits (format-patch), threaded by their
     Message-ID/Link trailers when present."""
     out: dict[str, MailPatch] = {}
+    repo = Repository(repo_path)
     for p in report.patches:
-        try:
-            raw = subprocess.run(
-                ["git", "-C", repo_path, "format-patch", "-1", "--stdout", "--no-signature",
-                 p.commit.sha], capture_output=True, check=True).stdout
-        except subprocess.CalledProcessError:
-            continue
-        mp = parse_message(raw)
+        raw = repo.patch_mail(p.commit.sha)
+        mp = parse_message(raw) if raw else None
         if mp is not None:
             mp.message_id = p.message_id or message_id_of(p.commit.message)
             mp.references = []
@@ -77,12 +60,8 @@ def user_identity(repo_path: str, explicit: str | None) -> str:
     if explicit:
         return explicit
 
-    def get(key: str) -> str:
-        r = subprocess.run(["git", "-C", repo_path, "config", "--get", key],
-                           capture_output=True, text=True, check=False)
-        return r.stdout.strip()
-
-    name, mail = get("user.name"), get("user.email")
+    repo = Repository(repo_path)
+    name, mail = repo.config("user.name"), repo.config("user.email")
     if not mail:
         raise UserError("no git user.email for the From: line; set it (git config user.email) "
                         "or pass --from 'Name <address>'")

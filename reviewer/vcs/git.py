@@ -10,6 +10,7 @@ caller owns and removes.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -149,16 +150,55 @@ class Repository:
         return changes
 
     def blob(self, sha: str, path: str) -> bytes | None:
+        return self.object(f"{sha}:{path}")
+
+    def object(self, spec: str) -> bytes | None:
+        """A blob by git's spec (`REV:path`, or `:path` for the index), or None."""
         try:
             # strip_newline_in_stdout defaults to True in GitPython: it would
             # drop a file's final newline.
             data: bytes = self.repo.git.execute(
-                ["git", "cat-file", "blob", f"{sha}:{path}"], stdout_as_string=False,
+                ["git", "cat-file", "blob", spec], stdout_as_string=False,
                 strip_newline_in_stdout=False,
             )
         except git.exc.GitCommandError:
             return None
         return data
+
+    def names(self, *args: str) -> list[str]:
+        """The NUL-separated path list a read-only command prints (`-z` added);
+        names that are not UTF-8 survive as surrogate escapes."""
+        try:
+            out: bytes = self.repo.git.execute(
+                ["git", "-c", "core.quotepath=off", *args, "-z"], stdout_as_string=False)
+        except git.exc.GitCommandError as exc:
+            msg = (exc.stderr or str(exc)).strip().splitlines()
+            raise UserError(f"git {args[0]}: {msg[-1] if msg else 'failed'}") from None
+        return [x for x in out.decode("utf-8", "surrogateescape").split("\0") if x]
+
+    def patch_mail(self, sha: str) -> bytes | None:
+        """A commit as `git format-patch` would mail it."""
+        try:
+            data: bytes = self.repo.git.execute(
+                ["git", "format-patch", "-1", "--stdout", "--no-signature", sha],
+                stdout_as_string=False, strip_newline_in_stdout=False)
+        except git.exc.GitCommandError:
+            return None
+        return data
+
+    def config(self, key: str) -> str:
+        """A configuration value as the user's git sees it ("" when unset)."""
+        try:
+            return self._git("config", "--get", key).strip()
+        except UserError:
+            return ""
+
+    def has_head(self) -> bool:
+        try:
+            self._git("rev-parse", "--verify", "--quiet", "HEAD")
+        except UserError:
+            return False
+        return True
 
     def archive_to(self, sha: str, dest: str) -> None:
         """Write the tree of a commit into dest (which must be empty)."""
@@ -179,6 +219,20 @@ class Repository:
                 tar.extractall(dest, members=members, filter="data")
         finally:
             os.unlink(tar_path)
+
+
+_TRAILER_MSGID = re.compile(r"^Message-I[Dd]:\s*(<[^>\s]+>)", re.M)
+_TRAILER_LINK = re.compile(r"^Link:\s*https?://\S*?/(?:r/)?<?([^/\s<>]+@[^/\s<>]+?)>?/?\s*$",
+                           re.M)
+
+
+def message_id_of(commit_message: str) -> str:
+    """The mail a commit came from, by its Message-ID: or Link: trailer."""
+    m = _TRAILER_MSGID.search(commit_message)
+    if m:
+        return m.group(1)
+    m = _TRAILER_LINK.search(commit_message)
+    return f"<{m.group(1)}>" if m else ""
 
 
 @contextmanager
