@@ -16,9 +16,10 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from reviewer.analysis.bql import HELD, NOT_HELD
+from reviewer.analysis.bql import HELD, NOT_HELD, Valuation
 from reviewer.analysis.contexts import Contexts, State, Step
 from reviewer.analysis.engine import RuleContext
+from reviewer.analysis.program import FunctionInfo
 from reviewer.errors import UserError
 
 DEFAULT_HOOKS = (
@@ -139,6 +140,38 @@ def _evidence(ctx: RuleContext, key: str, depth: int = 0,
             rest = _evidence(ctx, callee, depth + 1, seen)
             if rest:
                 return [f"{info.name}() calls {c.callee}() ({where})", *rest]
+    return _object_evidence(ctx, info, depth, seen)
+
+
+def _object_evidence(ctx: RuleContext, info: FunctionInfo, depth: int,
+                     seen: set[str]) -> list[str]:
+    """A function that loads a global object (`vmstate_load_state(f,
+    &vmstate_foo, ...)`) runs that object's hooks: it needs the BQL when one of
+    the hooks the callee calls on it (or on what it contains) does."""
+    p = ctx.program
+    for site in sorted(info.sites.values(), key=lambda s: s.call.line):
+        c = site.call
+        if not c.obj_args or c.via != "direct":
+            continue
+        callee = p.resolve_name(c.callee, c.caller_file, c.callee_key)
+        carrying = p.carrying.get(callee, frozenset()) if callee else frozenset()
+        if not carrying:
+            continue
+        slots = p.dispatched(callee)
+        for i, obj in c.obj_args:
+            if i not in carrying:
+                continue
+            for o in sorted(p.closure(obj)):
+                for slot, fns in sorted(p.obj_slots.get(o, {}).items()):
+                    if slot not in slots:
+                        continue
+                    for fk in sorted(fns):
+                        rest = _evidence(ctx, fk, depth + 1, seen)
+                        if rest:
+                            name = obj.rsplit(":", 1)[-1]
+                            return [f"{info.name}() loads {name} with {c.callee}() "
+                                    f"({info.fact.file}:{c.line}), which calls its "
+                                    f"{slot.split('.')[-1]} {p.functions[fk].name}()", *rest]
     return []
 
 
@@ -173,8 +206,10 @@ def audit(ctx: RuleContext, *, entry: str | None = None, thread: str | None = No
     """Hooks reached from `entry` or `thread`, or from every entry point of the
     model when both are None. missing_ok: an entry or thread that does not
     exist (a revision before the series added it) reaches nothing."""
+    runs: list[tuple[Valuation, Contexts]] = []
     if entry is None and thread is None:
-        label, cx = "every entry point", ctx.contexts
+        label = "every entry point"
+        runs.append(((), ctx.contexts))
     else:
         try:
             label, roots = _roots(ctx, entry, thread)
@@ -182,39 +217,49 @@ def audit(ctx: RuleContext, *, entry: str | None = None, thread: str | None = No
             if not missing_ok:
                 raise
             return (f"thread {thread}" if thread else f"{entry}()"), []
-        cx = Contexts(ctx.program, ctx.bql, roots=roots)
-    arrivals: dict[tuple[str, str], list[State]] = {}
-    for st, step in cx.steps.items():
-        if step.how == "field" and step.site is not None and step.site.call.callee in fields:
-            arrivals.setdefault((st.fn, step.site.call.callee), []).append(st)
+        # One propagation per valuation of the entry's BQL-state parameters:
+        # a state reached from both would otherwise be credited to one of them,
+        # and "held exactly when bql_held" could not be told from "maybe held".
+        by_val: dict[Valuation, list[tuple[State, Step]]] = {}
+        for root in roots:
+            by_val.setdefault(root[0].val, []).append(root)
+        for val, group in sorted(by_val.items()):
+            runs.append((val, Contexts(ctx.program, ctx.bql, roots=group)))
+    arrivals: dict[tuple[str, str], list[tuple[Valuation, State, Contexts]]] = {}
+    for val, cx in runs:
+        for st, step in cx.steps.items():
+            if step.how == "field" and step.site is not None and step.site.call.callee in fields:
+                arrivals.setdefault((st.fn, step.site.call.callee), []).append((val, st, cx))
     out: list[HookVerdict] = []
-    for (key, hook), states in sorted(arrivals.items()):
+    for (key, hook), reached in sorted(arrivals.items()):
         info = ctx.program.functions[key]
         bits = 0
-        for s in states:
+        by_val_bits: dict[Valuation, int] = {}
+        for val, s, _ in reached:
             bits |= s.bql
-        by_root: dict[tuple[tuple[str, bool], ...], int] = {}
-        for s in states:
-            rv = cx.root_of(s).val
-            by_root[rv] = by_root.get(rv, 0) | s.bql
+            by_val_bits[val] = by_val_bits.get(val, 0) | s.bql
         if bits == HELD:
             arrival = "held"
         elif bits == NOT_HELD:
             arrival = "not held"
-        elif by_root and all(rv and (m == HELD) == rv[0][1] and m in (HELD, NOT_HELD)
-                             for rv, m in by_root.items()):
+        elif len(by_val_bits) > 1 and all(
+            len(val) == 1 and m == (HELD if val[0][1] else NOT_HELD)
+            for val, m in by_val_bits.items()
+        ):
             # Held exactly when the entry was told it holds the BQL.
-            arrival = f"depends on {next(iter(by_root))[0][0]}"
+            arrival = f"depends on {next(iter(by_val_bits))[0][0]}"
         else:
             arrival = "maybe held"
         evidence = _evidence(ctx, key)
         why = "" if evidence else _unresolved(ctx, key)
         verdict = "needs" if evidence else ("unknown" if why else "not needed")
-        best = min(states, key=lambda s: len(cx.chain(s)[0]))
+        # The witness: a path that arrives without the BQL when there is one.
+        chain = min(((s.bql != NOT_HELD, len(c), c) for _, s, cx in reached
+                     for c in (cx.chain(s)[0],)))[2]
         out.append(HookVerdict(
             function=info.name, key=key, file=info.fact.file, line=info.fact.line, hook=hook,
             arrival=arrival, verdict=verdict, evidence=evidence, why=why,
-            chain=list(cx.chain(best)[0]),
+            chain=list(chain),
             problem=verdict == "needs" and arrival != "held",
         ))
     out.sort(key=lambda h: (not h.problem, h.verdict != "needs", h.file, h.line))

@@ -158,6 +158,9 @@ class _Run:
             flags = a.flag_memo[info.key] = self._flags()
         self.flags = flags
         self.none = tuple(None for _ in self.flags)
+        # A valuation may name a condition the model assumes (`se->vmsd`), not
+        # only a parameter.
+        self.cond_names = self.params | frozenset(flags) | frozenset(valuation)
 
     def _flags(self) -> tuple[str, ...]:
         """Local variables set to constants and tested as conditions."""
@@ -277,7 +280,9 @@ class _Run:
         return st
 
     def cond(self, text: str) -> Cond:
-        return classify_cond(text, self.m, self.params | frozenset(self.flags))
+        # A valuation may name a condition the model assumes (`se->vmsd`), not
+        # only a parameter.
+        return classify_cond(text, self.m, self.cond_names)
 
     def _refine(self, c: Cond, st: St, holds: bool) -> St:
         """The paths of st on which condition c evaluates to `holds`."""

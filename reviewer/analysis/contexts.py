@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from reviewer.analysis.bql import BOTH, HELD, NOT_HELD, BqlAnalysis, Valuation, mask_text
-from reviewer.analysis.program import Program, Site
+from reviewer.analysis.program import Bindings, Program, Site
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,9 @@ class State:
     ctx: str
     bql: int  # HELD or NOT_HELD
     val: Valuation = ()
+    # Parameters bound to global objects (`vmstate_load_state(f,
+    # &vmstate_configuration, ...)`): which object's hooks a field call reaches.
+    obj: Bindings = ()
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class Contexts:
             if st.fn in self.p.functions and st not in self.steps:
                 self.steps[st] = step
                 queue.append(st)
+        assumptions = self.p.model.assumptions
         coroutine_regs: dict[tuple[str, int], list[str]] = {}
         for reg in self.p.registrations:
             if reg.context == "coroutine":
@@ -113,14 +117,21 @@ class Contexts:
                     for b in _bits(mask):
                         self._push(queue, State(target, ctx, b), Step(st, site, "coroutine"))
                 keys, why = self.p.callees(site)
+                narrowed = self.p.object_callees(site.call, st.obj)
+                if narrowed is not None:
+                    keys, why = narrowed, ""
                 if why and site.call.via != "direct":
                     self.unresolved[(st.fn, idx)] = why
                 for key in keys:
                     callee = self.p.functions[key]
                     val = self.bql.callee_valuation(site.call, callee, caller_val)
+                    assumed = assumptions.get((info.name, callee.name))
+                    if assumed:
+                        val = tuple(sorted({*val, *((a.condition, a.value) for a in assumed)}))
+                    obj = self.p.callee_bindings(site.call, info, callee, st.obj)
                     how = "field" if site.call.via == "field" else "call"
                     for b in _bits(mask):
-                        self._push(queue, State(key, st.ctx, b, val), Step(st, site, how))
+                        self._push(queue, State(key, st.ctx, b, val, obj), Step(st, site, how))
 
     def _push(self, queue: deque[State], st: State, step: Step) -> None:
         if st not in self.steps:

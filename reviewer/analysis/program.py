@@ -9,11 +9,20 @@ contexts, rules) reads it and never the raw TUs.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 from reviewer.extract.facts import Call, FactSet, Function, TUFacts
 from reviewer.model import ApiModel
 from reviewer.model.classify import classify_cond, iter_nodes
+
+# Parameters bound to global objects: (parameter, the objects it may point to).
+# `vmstate_load_state(f, &vmstate_x, ...)` binds vmsd to (vmstate_x,); its
+# recursive call for `field->vmsd` binds it to the descriptions vmstate_x's
+# fields name, and so on down.
+Bindings = tuple[tuple[str, tuple[str, ...]], ...]
+
+_LAST_MEMBER = re.compile(r"(?:->|\.)\s*([A-Za-z_][A-Za-z0-9_]*)\s*$")
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,18 @@ class Program:
         self.by_name: dict[str, list[str]] = {}
         self.annotations: dict[str, set[str]] = {}  # by name, from every declaration
         self.slots: dict[str, set[str]] = {}  # "Struct.field" -> function keys
+        # Global objects (file-scope structs and arrays with an initialiser):
+        # the functions each one's initialiser stores, by slot, and the other
+        # objects it names (`.vmsd = &x`, subsection lists, `.info = &y`).
+        self.obj_slots: dict[str, dict[str, set[str]]] = {}
+        self.obj_refs: dict[str, list[tuple[str, str]]] = {}  # owner -> (field, target)
+        self.obj_arrays: set[str] = set()  # objects that are bare lists of others
+        self.obj_structs: set[str] = set()  # structs whose hooks live in objects
+        self._closure: dict[str, frozenset[str]] = {}
+        self._dispatched: dict[str, frozenset[str]] = {}
+        # Per function: indexes of the parameters whose object's hooks it calls,
+        # itself (`vmsd->post_load(...)`) or through a callee.
+        self.carrying: dict[str, frozenset[int]] = {}
         self.trace_events = trace_events or {}
         self.degraded_tus = [tu for tu in facts.tus if tu.degraded]
         self._index(facts)
@@ -99,6 +120,16 @@ class Program:
                 key = self.resolve_name(st.function, st.file, st.function_key)
                 if key:
                     self.slots.setdefault(st.slot, set()).add(key)
+                    if st.owner:
+                        self.obj_slots.setdefault(st.owner, {}).setdefault(
+                            st.slot, set()).add(key)
+                        self.obj_structs.add(st.struct)
+            for ref in tu.object_refs:
+                self.obj_refs.setdefault(ref.owner, []).append((ref.field, ref.target))
+                if not ref.struct:
+                    self.obj_arrays.add(ref.owner)
+        self._carrying()
+        self._confine(facts)
         for info in self.functions.values():
             info.state_params = self._state_params(info)
             info.valuation_params = self._valuation_params(info)
@@ -170,9 +201,219 @@ class Program:
             key = self.resolve_name(c.callee, site.call.caller_file, c.callee_key)
             return ([key], "") if key else ([], "not analysed")
         if c.via == "field":
-            keys = sorted(self.slots.get(c.callee, ()))
-            return (keys, "") if keys else ([], f"no function stored in {c.callee}")
+            keys = sorted(self.open_slots.get(c.callee, ()))
+            if keys:
+                return keys, ""
+            if c.callee in self.slots:
+                return [], ""  # only objects that are loaded by name store one
+            return [], f"no function stored in {c.callee}"
         return [], f"indirect call through {c.callee}"
+
+    def _confine(self, facts: FactSet) -> None:
+        """Objects only ever handed to the functions that run their hooks
+        (`vmstate_load_state(f, &vmstate_configuration, ...)`), or named only
+        inside such objects, are confined: a field call through a pointer the
+        analysis cannot bind (`se->vmsd`) does not reach their hooks. Any other
+        use of an object's address (registration, an assignment, a return)
+        leaves it open to every such call."""
+        addressed: dict[str, int] = {}
+        for tu in facts.tus:
+            for k, n in tu.addressed:
+                addressed[k] = addressed.get(k, 0) + n
+        handed: dict[str, int] = {}
+        for info in self.functions.values():
+            for site in info.sites.values():
+                c = site.call
+                if not c.obj_args or c.via != "direct":
+                    continue
+                callee = self.resolve_name(c.callee, c.caller_file, c.callee_key)
+                carrying = self.carrying.get(callee, frozenset()) if callee else frozenset()
+                for i, k in c.obj_args:
+                    if i in carrying:
+                        handed[k] = handed.get(k, 0) + 1
+        owners: dict[str, set[str]] = {}
+        for owner, refs in self.obj_refs.items():
+            for _, t in refs:
+                owners.setdefault(t, set()).add(owner)
+        confined = {k for k, n in addressed.items() if n and handed.get(k, 0) >= n}
+        changed = True
+        while changed:
+            changed = False
+            for t, os_ in owners.items():
+                if t not in confined and not addressed.get(t) and os_ <= confined:
+                    confined.add(t)
+                    changed = True
+        self.confined = frozenset(confined)
+        self.open_slots: dict[str, set[str]] = {}
+        for tu in facts.tus:
+            for st in tu.field_stores:
+                if st.owner and st.owner in self.confined:
+                    continue
+                key = self.resolve_name(st.function, st.file, st.function_key)
+                if key:
+                    self.open_slots.setdefault(st.slot, set()).add(key)
+
+    def _carrying(self) -> None:
+        """Parameters that carry an object whose hooks the function calls: the
+        base of a field call (`vmsd->post_load`), passed on to a carrying
+        parameter, or of the type of a carrying parameter that is given an
+        object found inside it (`vmstate_load_state(f, sub_vmsd, ...)` in
+        vmstate_subsection_load(vmsd))."""
+        out: dict[str, set[int]] = {}
+        for info in self.functions.values():
+            names = [p.name for p in info.fact.params]
+            for site in info.sites.values():
+                c = site.call
+                if c.via == "field" and c.base in names:
+                    out.setdefault(info.key, set()).add(names.index(c.base))
+        changed = True
+        while changed:
+            changed = False
+            for info in self.functions.values():
+                params = info.fact.params
+                names = [p.name for p in params]
+                have = out.setdefault(info.key, set())
+                for site in info.sites.values():
+                    c = site.call
+                    if c.via != "direct":
+                        continue
+                    callee = self.resolve_name(c.callee, c.caller_file, c.callee_key)
+                    theirs = out.get(callee) if callee else None
+                    if not theirs:
+                        continue
+                    cparams = self.functions[callee].fact.params
+                    prm = dict(c.param_args)
+                    objs = dict(c.obj_args)
+                    for i in theirs:
+                        if i in prm and prm[i] in names:
+                            j = names.index(prm[i])
+                        elif i in objs or i >= len(c.values) or c.values[i] is not None:
+                            continue
+                        else:
+                            j = next((k for k, p in enumerate(params)
+                                      if _norm(p.type) == _norm(cparams[i].type)), -1)
+                        if j >= 0 and j not in have:
+                            have.add(j)
+                            changed = True
+        self.carrying = {k: frozenset(v) for k, v in out.items() if v}
+
+    # -- objects -----------------------------------------------------------------
+
+    def known_object(self, key: str) -> bool:
+        return key in self.obj_slots or key in self.obj_refs
+
+    def children(self, obj: str, field: str = "") -> set[str]:
+        """The objects an object's initialiser names (only those in `field`
+        when given); a named list of objects (`static const
+        VMStateDescription *subs[] = {...}`) stands for its members."""
+        refs = self.obj_refs.get(obj, [])
+        if field:
+            refs = [(f, t) for f, t in refs if f == field]
+        out: set[str] = set()
+        for _, t in refs:
+            if t in self.obj_arrays:
+                out |= self.children(t)
+            else:
+                out.add(t)
+        return out
+
+    def closure(self, key: str) -> frozenset[str]:
+        """An object and every object it names, transitively."""
+        got = self._closure.get(key)
+        if got is None:
+            seen = {key}
+            todo = [key]
+            while todo:
+                for _, child in self.obj_refs.get(todo.pop(), ()):
+                    if child not in seen:
+                        seen.add(child)
+                        todo.append(child)
+            got = self._closure[key] = frozenset(seen)
+        return got
+
+    def object_callees(self, call: Call, bindings: Bindings) -> list[str] | None:
+        """The functions a field call can reach when the caller's parameters are
+        bound to objects; None when the bindings say nothing about it."""
+        if call.via != "field" or not bindings:
+            return None
+        scope: set[str] = set()
+        for param, objs in bindings:
+            if call.base == param:
+                scope = set(objs)
+                break
+        else:
+            # A hook read from something the bound objects name (`field->info`
+            # while walking vmsd->fields): the objects in that field of theirs.
+            if call.callee.split(".")[0] not in self.obj_structs:
+                return None
+            m = _LAST_MEMBER.search(call.base)
+            for _, objs in bindings:
+                for o in objs:
+                    scope |= self.children(o, m.group(1) if m else "")
+        out: set[str] = set()
+        for o in scope:
+            out |= self.obj_slots.get(o, {}).get(call.callee, set())
+        return sorted(out)
+
+    def dispatched(self, key: str) -> frozenset[str]:
+        """The slots a function with carrying parameters calls on its objects,
+        itself or through callees that are handed them: for
+        vmstate_load_state, the load hooks of a description and its fields'
+        VMStateInfo.get, never the save hooks stored beside them."""
+        got = self._dispatched.get(key)
+        if got is not None:
+            return got
+        self._dispatched[key] = frozenset()  # recursion
+        info = self.functions[key]
+        names = [p.name for p in info.fact.params]
+        carrying = {names[i] for i in self.carrying.get(key, ())}
+        out: set[str] = set()
+        for site in info.sites.values():
+            c = site.call
+            if c.via == "field" and (c.base in carrying or (
+                    carrying and c.callee.split(".")[0] in self.obj_structs)):
+                out.add(c.callee)
+            elif c.via == "direct" and carrying:
+                callee = self.resolve_name(c.callee, c.caller_file, c.callee_key)
+                if callee and callee != key and self.carrying.get(callee):
+                    out |= self.dispatched(callee)
+        got = self._dispatched[key] = frozenset(out)
+        return got
+
+    def callee_bindings(self, call: Call, caller: FunctionInfo, callee: FunctionInfo,
+                        bindings: Bindings) -> Bindings:
+        """Which objects the callee's carrying parameters are bound to at a call:
+        `&vmstate_foo`, the caller's own bound parameter passed on, or, for an
+        argument of the same type as a bound parameter, the objects it names
+        (in the field the argument reads, `field->vmsd`, when it says)."""
+        carrying = self.carrying.get(callee.key)
+        if not carrying:
+            return ()
+        objs = dict(call.obj_args)
+        prm = dict(call.param_args)
+        mine = dict(bindings)
+        types = {p.name: _norm(p.type) for p in caller.fact.params}
+        out: list[tuple[str, tuple[str, ...]]] = []
+        for i in sorted(carrying):
+            name = callee.fact.params[i].name
+            if i in objs:
+                if self.known_object(objs[i]):
+                    out.append((name, (objs[i],)))
+            elif i in prm:
+                if prm[i] in mine:
+                    out.append((name, mine[prm[i]]))
+            elif mine and (i >= len(call.values) or call.values[i] is None):
+                want = _norm(callee.fact.params[i].type)
+                text = call.args[i] if i < len(call.args) else ""
+                m = _LAST_MEMBER.search(text)
+                for p, bound in mine.items():
+                    if types.get(p) == want:
+                        inner: set[str] = set()
+                        for o in bound:
+                            inner |= self.children(o, m.group(1) if m else "")
+                        out.append((name, tuple(sorted(inner))))
+                        break
+        return tuple(out)
 
     def _registrations(self) -> None:
         apis = {name: (e.context, e.fn, e.name) for name, e in self.model.entries.items()}
@@ -248,6 +489,12 @@ def effective(anns: set[str]) -> set[str]:
     if "coroutine_mixed_fn" in anns:
         return anns - {"coroutine_fn"}
     return anns
+
+
+def _norm(ctype: str) -> str:
+    """A parameter type without qualifiers or spacing: `const VMStateDescription *`
+    and `VMStateDescription*` are the same object type here."""
+    return "".join(t for t in ctype.replace("*", " * ").split() if t not in ("const", "volatile"))
 
 
 def _rank(tu: TUFacts, f: Function) -> tuple[int, int]:

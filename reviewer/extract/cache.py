@@ -32,7 +32,9 @@ from reviewer.extract import facts as facts_module
 from reviewer.extract.facts import EXTRACTOR_VERSION, SCHEMA_VERSION, TUFacts
 
 # The classes an entry may name; anything else is a corrupt (or hostile) entry.
-_ALLOWED = frozenset({"TUFacts", "Function", "Param", "Node", "Call", "FieldStore", "Diagnostic"})
+_ALLOWED = frozenset({
+    "TUFacts", "Function", "Param", "Node", "Call", "FieldStore", "ObjectRef", "Diagnostic",
+})
 # A pickle restores an object's fields as they were written: an entry written
 # before a field was added or renamed would come back without it. The field
 # names of every fact class are part of the key, so such entries are never found.

@@ -26,7 +26,16 @@ from typing import Any
 import clang.cindex as ci
 
 from reviewer.extract import ctext
-from reviewer.extract.facts import Call, Diagnostic, FieldStore, Function, Node, Param, TUFacts
+from reviewer.extract.facts import (
+    Call,
+    Diagnostic,
+    FieldStore,
+    Function,
+    Node,
+    ObjectRef,
+    Param,
+    TUFacts,
+)
 
 # Changing what this module records for the same source? Bump
 # reviewer.extract.facts.EXTRACTOR_VERSION so cached facts are rebuilt.
@@ -93,6 +102,7 @@ _k_UNARY = CK.UNARY_OPERATOR.value
 _k_BINARY = CK.BINARY_OPERATOR.value
 _k_SIZEOF = CK.CXX_UNARY_EXPR.value
 _k_INIT_LIST = CK.INIT_LIST_EXPR.value
+_k_COMPOUND_LITERAL = CK.COMPOUND_LITERAL_EXPR.value
 _k_LABEL_REF = CK.LABEL_REF.value
 _k_IF = CK.IF_STMT.value
 _k_FOR = CK.FOR_STMT.value
@@ -217,6 +227,9 @@ class _Walker:
         self.sources = sources
         self.calls: list[Call] = []
         self.stores: list[FieldStore] = []
+        self.refs: list[ObjectRef] = []
+        self._obj_keys: dict[int, str] = {}
+        self.addressed: dict[str, int] = {}
         self.functions: list[Function] = []
         self._fname: dict[int, str] = {}
         self._callee_info: dict[str, tuple[tuple[str, ...], bool, str, bool]] = {}
@@ -325,7 +338,7 @@ class _Walker:
             if cur._kind_id == _k_FUNCTION:
                 self._function(cur, loc)
             else:
-                self._var_stores(cur, "")
+                self._var_stores(cur, "", self._obj_key(cur))
 
     def _function(self, cur: ci.Cursor, loc: ci.SourceLocation) -> None:
         name: str = cur.spelling
@@ -569,7 +582,16 @@ class _Walker:
             return
         if k in _LEAVES:
             return
-        for ch in _kids(c):
+        kids = _kids(c)
+        if k == _k_UNARY and len(kids) == 1 and kids[0]._kind_id == _k_DECL_REF:
+            # `&vmstate_foo` in code: counted, so that the analysis knows
+            # which objects are only ever handed to the functions that load them.
+            r = kids[0].referenced
+            if r is not None and r._kind_id == _k_VAR and c.type.kind == ci.TypeKind.POINTER:
+                okey = self._obj_key(r)
+                if okey:
+                    self.addressed[okey] = self.addressed.get(okey, 0) + 1
+        for ch in kids:
             self._expr(ch, ctx, out)
 
     def _flag_set(self, kids: list[ci.Cursor]) -> tuple[str, str] | None:
@@ -609,6 +631,7 @@ class _Walker:
         args = kids[1:]
         via = "unknown"
         callee = ""
+        base = ""
         static = False
         callee_file = ""
         anns: tuple[str, ...] = ()
@@ -633,6 +656,8 @@ class _Walker:
             if ref is not None and ref._kind_id == _k_FIELD:
                 via = "field"
                 callee = f"{_parent_record(ref)}.{ref.spelling}"
+                bk = _kids(target)
+                base = self._text(bk[0]) if bk else ""
             else:
                 callee = target.spelling
         fname, line, col, off = self.at(c)
@@ -649,6 +674,7 @@ class _Walker:
         values = tuple(self._value(a) for a in args)
         fn_args: list[tuple[int, str]] = []
         param_args: list[tuple[int, str]] = []
+        obj_args: list[tuple[int, str]] = []
         for i, a in enumerate(args):
             s = _strip(a)
             if s._kind_id == _k_DECL_REF:
@@ -657,6 +683,11 @@ class _Walker:
                     fn_args.append((i, r.spelling))
                 elif r is not None and r._kind_id == _k_PARM and r.spelling in ctx.params:
                     param_args.append((i, r.spelling))
+                elif (r is not None and r._kind_id == _k_VAR
+                      and a.type.kind == ci.TypeKind.POINTER):
+                    okey = self._obj_key(r)
+                    if okey:
+                        obj_args.append((i, okey))
         idx = len(self.calls)
         self.calls.append(
             Call(
@@ -676,6 +707,8 @@ class _Walker:
                 fn_args=tuple(fn_args),
                 param_args=tuple(param_args),
                 noreturn=noreturn,
+                obj_args=tuple(obj_args),
+                base=base,
             )
         )
         ctx.seen[key] = idx
@@ -751,22 +784,56 @@ class _Walker:
         return None
 
     def _store(self, struct: str, fieldname: str, fn: ci.Cursor, at: ci.Cursor, how: str,
-               in_function: str) -> None:
+               in_function: str, owner: str = "") -> None:
         fname, line, _, _ = self.at(at)
         _, static, where, _ = self._callee(fn)
         self.stores.append(
             FieldStore(
                 struct=struct, field=fieldname, function=fn.spelling, file=fname, line=line,
                 how=how, in_function=in_function, function_static=static, function_file=where,
+                owner=owner if not in_function else "",
             )
         )
 
-    def _var_stores(self, var: ci.Cursor, in_function: str) -> None:
+    def _obj_key(self, var: ci.Cursor) -> str:
+        """The key of a global object (a file-scope variable of struct or array
+        type): its name, or "file:name" when static; "" for anything else."""
+        memo = hash(var)
+        got = self._obj_keys.get(memo)
+        if got is None:
+            name: str = var.spelling
+            got = ""
+            kind = var.type.get_canonical().kind
+            if kind in (ci.TypeKind.RECORD, ci.TypeKind.CONSTANTARRAY,
+                        ci.TypeKind.INCOMPLETEARRAY):
+                linkage = var.linkage
+                if linkage == ci.LinkageKind.EXTERNAL:
+                    got = name
+                elif linkage == ci.LinkageKind.INTERNAL:
+                    got = f"{self.at(var.get_definition() or var)[0]}:{name}"
+            self._obj_keys[memo] = got
+        return got
+
+    def _text(self, c: ci.Cursor) -> str:
+        """An expression as written, on one line; "" when it is not written in
+        one piece (made by a macro) or is long."""
+        ext = c.extent
+        f1, _, _, o1 = self.floc(ext.start)
+        f2, _, _, o2 = self.floc(ext.end)
+        if not f1 or f1 != f2 or not 0 < o2 - o1 <= 200:
+            return ""
+        return " ".join(self.buffer(f1)[o1:o2].decode("utf-8", "replace").split())
+
+    def _var_stores(self, var: ci.Cursor, in_function: str, owner: str = "") -> None:
         for ch in _kids(var):
             if ch._kind_id == _k_INIT_LIST:
-                self._init_list(ch, in_function)
+                self._init_list(ch, in_function, owner, ("", ""))
 
-    def _init_list(self, il: ci.Cursor, in_function: str) -> None:
+    def _init_list(self, il: ci.Cursor, in_function: str, owner: str,
+                   slot: tuple[str, str]) -> None:
+        """Function pointers stored by designated (or positional) initialisers,
+        and, inside a global's initialiser, the global objects it names.
+        `slot`: the field this list initialises, for the items of an array."""
         record = _record_name(il.type)
         canon = il.type.get_canonical()
         is_array = canon.kind in (ci.TypeKind.CONSTANTARRAY, ci.TypeKind.INCOMPLETEARRAY)
@@ -786,18 +853,36 @@ class _Walker:
                 fieldname = last.spelling
                 if fields_ and designators[0].spelling in fields_:
                     pos = fields_.index(designators[0].spelling) + 1
+            elif is_array:
+                value = item
+                struct, fieldname = slot
             else:
                 value = item
                 struct = record
                 fieldname = fields_[pos] if pos < len(fields_) else ""
                 pos += 1
             inner = _strip(value)
+            if inner._kind_id == _k_COMPOUND_LITERAL:
+                # `.fields = (const VMStateField[]) { ... }`
+                lits = [k for k in _kids(inner) if k._kind_id == _k_INIT_LIST]
+                if lits:
+                    inner = lits[0]
             if inner._kind_id == _k_INIT_LIST:
-                self._init_list(inner, in_function)
+                self._init_list(inner, in_function, owner, (struct, fieldname))
                 continue
-            fn = self._fn_ref(value)
-            if fn is not None and fieldname and not is_array:
-                self._store(struct, fieldname, fn, value, "init", in_function)
+            if inner._kind_id != _k_DECL_REF:
+                continue
+            r = inner.referenced
+            if r is None:
+                continue
+            if r._kind_id == _k_FUNCTION:
+                if fieldname and not is_array:
+                    self._store(struct, fieldname, r, value, "init", in_function, owner)
+            elif r._kind_id == _k_VAR and owner and not in_function:
+                target = self._obj_key(r)
+                if target and value.type.kind == ci.TypeKind.POINTER:
+                    self.refs.append(ObjectRef(owner, target, struct, fieldname,
+                                               *self.at(value)[:2]))
 
     def _assign_store(self, c: ci.Cursor, in_function: str) -> None:
         kids = _kids(c)
@@ -871,6 +956,8 @@ def extract(
         functions=tuple(walker.functions),
         calls=tuple(walker.calls),
         field_stores=tuple(walker.stores),
+        object_refs=tuple(walker.refs),
+        addressed=tuple(sorted(walker.addressed.items())),
         errors=errors,
         diagnostics=tuple(diags),
         missing_headers=tuple(sorted(set(missing))),

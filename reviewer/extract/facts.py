@@ -19,7 +19,7 @@ SCHEMA_VERSION = 1
 # Bump when reviewer.extract.clangwalk records something different for the same
 # source, so cached facts are rebuilt. Kept here rather than in clangwalk so that
 # checking the cache does not load libclang (a fully cached run never needs it).
-EXTRACTOR_VERSION = "4"
+EXTRACTOR_VERSION = "5"
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,10 @@ class Call:
     integer, an enum constant, a string literal) or None.
     fn_args: arguments that name a function, as (index, function name).
     param_args: arguments that are the caller's own parameters, as (index, name).
+    obj_args: arguments that are the address of a global object (`&vmstate_foo`,
+    or a global array), as (index, object key: "file:name" when static).
+    base: for via="field", the struct the pointer is read from, as written
+    (`vmsd` in `vmsd->post_load(...)`, `se->ops` in `se->ops->load_state(...)`).
     """
 
     caller: str
@@ -129,6 +133,8 @@ class Call:
     param_args: tuple[tuple[int, str], ...] = ()
     noreturn: bool = False
     caller_file: str = ""
+    obj_args: tuple[tuple[int, str], ...] = ()
+    base: str = ""
 
     @property
     def callee_key(self) -> str:
@@ -139,7 +145,11 @@ class Call:
 
 @dataclass(frozen=True)
 class FieldStore:
-    """A function stored into a struct field: `.post_load = foo` or `s->f = foo`."""
+    """A function stored into a struct field: `.post_load = foo` or `s->f = foo`.
+
+    owner: the key of the global object whose initialiser holds the store
+    ("file:name" when static; "" for assignments and function-local objects).
+    """
 
     struct: str
     field: str
@@ -150,6 +160,7 @@ class FieldStore:
     in_function: str = ""
     function_static: bool = False
     function_file: str = ""
+    owner: str = ""
 
     @property
     def slot(self) -> str:
@@ -158,6 +169,20 @@ class FieldStore:
     @property
     def function_key(self) -> str:
         return f"{self.function_file}:{self.function}" if self.function_static else self.function
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """A global object named inside another global's initialiser: `.vmsd =
+    &vmstate_x` in a VMStateField of vmstate_parent, `&vmstate_sub` in its
+    subsections list, `.info = &vmstate_info_uint8`. Keys as FieldStore.owner."""
+
+    owner: str
+    target: str
+    struct: str  # the record of the designated field ("" in a bare array)
+    field: str
+    file: str
+    line: int
 
 
 @dataclass(frozen=True)
@@ -175,6 +200,10 @@ class TUFacts:
     functions: tuple[Function, ...] = ()
     calls: tuple[Call, ...] = ()
     field_stores: tuple[FieldStore, ...] = ()
+    object_refs: tuple[ObjectRef, ...] = ()
+    # Global objects whose address is taken in function bodies (`&vmstate_x`,
+    # as a call argument, in an assignment, ...), with how often.
+    addressed: tuple[tuple[str, int], ...] = ()
     errors: int = 0
     diagnostics: tuple[Diagnostic, ...] = ()
     missing_headers: tuple[str, ...] = ()
@@ -204,6 +233,8 @@ class TUFacts:
             ],
             "calls": [_plain(c) for c in self.calls],
             "field_stores": [_plain(s) for s in self.field_stores],
+            "object_refs": [_plain(r) for r in self.object_refs],
+            "addressed": [list(a) for a in self.addressed],
         }
 
     @classmethod
@@ -230,6 +261,8 @@ class TUFacts:
             ),
             calls=tuple(_call_from_json(c) for c in d["calls"]),
             field_stores=tuple(FieldStore(**s) for s in d["field_stores"]),
+            object_refs=tuple(ObjectRef(**r) for r in d.get("object_refs", ())),
+            addressed=tuple((str(k), int(n)) for k, n in d.get("addressed", ())),
         )
 
 
@@ -242,6 +275,7 @@ def _call_from_json(c: dict[str, Any]) -> Call:
             "callee_annotations": tuple(c["callee_annotations"]),
             "fn_args": tuple((int(i), str(n)) for i, n in c["fn_args"]),
             "param_args": tuple((int(i), str(n)) for i, n in c["param_args"]),
+            "obj_args": tuple((int(i), str(n)) for i, n in c.get("obj_args", ())),
         }
     )
 
@@ -284,3 +318,6 @@ class FactSet:
 
     def field_stores(self) -> list[FieldStore]:
         return [s for tu in self.tus for s in tu.field_stores]
+
+    def object_refs(self) -> list[ObjectRef]:
+        return [r for tu in self.tus for r in tu.object_refs]

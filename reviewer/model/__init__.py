@@ -32,6 +32,17 @@ class ContextKind:
     prefixes: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Assume:
+    """A protocol fact: `condition` is `value` in `callee` when called from `caller`."""
+
+    caller: str
+    callee: str
+    condition: str
+    value: bool
+    why: str
+
+
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in extra.items():
@@ -106,6 +117,12 @@ class ApiModel:
         self.noreturn = _names(data, "noreturn", "calls")
         self.exit = _names(data, "exit", "calls")
         self.opaque_safe = _names(data, "audit", "opaque_safe")
+        self.assumptions: dict[tuple[str, str], tuple[Assume, ...]] = {}
+        for a in data.get("assume", ()):
+            got = Assume(str(a["caller"]), str(a["callee"]), str(a["condition"]).strip(),
+                         bool(a["value"]), " ".join(str(a.get("why", "")).split()))
+            key = (got.caller, got.callee)
+            self.assumptions[key] = (*self.assumptions.get(key, ()), got)
         self.trace_prefix = str(data.get("trace", {}).get("prefix", "trace_"))
         self.trace_not_events = _names(data, "trace", "not_events")
 
@@ -141,4 +158,8 @@ def load_model(extra_path: str | None = None) -> ApiModel:
             raise UserError(f"{extra_path}: cannot read the model file ({exc.strerror})") from None
         except tomllib.TOMLDecodeError as exc:
             raise UserError(f"{extra_path}: not valid TOML ({exc})") from None
-    return ApiModel(data)
+    try:
+        return ApiModel(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UserError(f"{extra_path or 'api.toml'}: an entry is missing a key or has the "
+                        f"wrong type ({exc!r}); see docs/architecture.md") from None

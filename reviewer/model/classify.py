@@ -84,6 +84,8 @@ def classify_cond(text: str, model: ApiModel, params: frozenset[str] = frozenset
         if op in t:
             left, _, right = t.partition(op)
             left, right = _strip_parens(left), _strip_parens(right)
+            if right in ("NULL", "0") and left in params:
+                return Cond("param", neg != (op == "=="), left)
             for a, b in ((left, right), (right, left)):
                 cb = classify_cond(b, model, params)
                 if cb.kind == "bql_locked" and not cb.negated and _IDENT.match(a) and (
@@ -91,7 +93,8 @@ def classify_cond(text: str, model: ApiModel, params: frozenset[str] = frozenset
                 ):
                     return Cond("param_eq_bql", neg != flip, a)
             return Cond("other")
-    if _IDENT.match(t) and (t in params or t in model.state_params):
+    # params may also hold conditions the model assumes (`se->vmsd`).
+    if t in params or (_IDENT.match(t) and t in model.state_params):
         return Cond("param", neg, t)
     return Cond("other")
 

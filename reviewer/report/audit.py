@@ -26,8 +26,9 @@ def audit_sarif(result: AuditResult) -> dict[str, Any]:
         results.append({
             "ruleId": "QA001",
             "level": "error",
-            "message": {"text": f"{h.function}() ({h.hook}) arrives with the BQL {h.arrival} "
-                                f"from {result.entry} but needs it: {'; '.join(h.evidence)}"},
+            "message": {"text": f"{h.function}() ({h.hook}) may arrive without the BQL "
+                                f"({h.arrival}) from {result.entry} but needs it: "
+                                f"{'; '.join(h.evidence)}"},
             "locations": [{"physicalLocation": {
                 "artifactLocation": {"uri": h.file},
                 "region": {"startLine": max(1, h.line)}}}],

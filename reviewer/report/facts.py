@@ -34,6 +34,8 @@ def facts_document(result: RunResult, model: ApiModel, with_body: bool = False) 
             "functions": raw["functions"],
             "calls": raw["calls"],
             "field_stores": raw["field_stores"],
+            "object_refs": raw["object_refs"],
+            "addressed": raw["addressed"],
             **view(tu, model),
         })
     return {
