@@ -115,32 +115,38 @@ def _roots(ctx: RuleContext, entry: str | None, thread: str | None
 
 def _evidence(ctx: RuleContext, key: str, depth: int = 0,
               seen: set[str] | None = None) -> list[str]:
-    """Why a function needs the BQL: a chain of steps down to an assertion or
-    an API the model lists; [] when it does not."""
+    """Why a function needs the BQL: the shortest chain of steps down to an
+    assertion or an API the model lists (breadth first: the first chain found
+    depth first can run through a dozen helpers when a direct one exists);
+    [] when it does not."""
     seen = seen if seen is not None else set()
-    if depth > MAX_EVIDENCE_DEPTH or key in seen:
-        return []
-    seen.add(key)
-    info = ctx.program.functions[key]
-    flow = ctx.bql.flow(key, NOT_HELD)
-    for e in flow.events:
-        if e.kind != "requires_bql":
+    queue: deque[tuple[str, list[str]]] = deque([(key, [])])
+    while queue:
+        k, path = queue.popleft()
+        if k in seen or depth + len(path) > MAX_EVIDENCE_DEPTH:
             continue
-        where = f"{info.fact.file}:{e.line}"
-        if e.call < 0:
-            return [f"{info.name}() has {e.detail} ({where})"]
-        c = info.tu.calls[e.call]
+        seen.add(k)
+        info = ctx.program.functions[k]
+        flow = ctx.bql.flow(k, NOT_HELD)
         m = ctx.model
-        if c.callee in m.requires_bql or c.callee.startswith(m.requires_bql_prefixes):
-            return [f"{info.name}() calls {c.callee}() ({where}), which needs the BQL"]
-        if m.bql_op(c.callee) == "cond_wait":
-            return [f"{info.name}() waits in {c.callee}() ({where}), which needs the BQL"]
-        callee = ctx.program.resolve_name(c.callee, c.caller_file, c.callee_key)
-        if callee:
-            rest = _evidence(ctx, callee, depth + 1, seen)
-            if rest:
-                return [f"{info.name}() calls {c.callee}() ({where})", *rest]
-    return _object_evidence(ctx, info, depth, seen)
+        later: list[tuple[str, list[str]]] = []
+        for e in flow.events:
+            if e.kind != "requires_bql":
+                continue
+            where = f"{info.fact.file}:{e.line}"
+            if e.call < 0:
+                return [*path, f"{info.name}() has {e.detail} ({where})"]
+            c = info.tu.calls[e.call]
+            if c.callee in m.requires_bql or c.callee.startswith(m.requires_bql_prefixes):
+                return [*path, f"{info.name}() calls {c.callee}() ({where}), which needs the BQL"]
+            if m.bql_op(c.callee) == "cond_wait":
+                return [*path, f"{info.name}() waits in {c.callee}() ({where}), which needs "
+                               "the BQL"]
+            callee = ctx.program.resolve_name(c.callee, c.caller_file, c.callee_key)
+            if callee and callee not in seen:
+                later.append((callee, [*path, f"{info.name}() calls {c.callee}() ({where})"]))
+        queue.extend(later)
+    return _object_evidence(ctx, ctx.program.functions[key], depth, set())
 
 
 def _object_evidence(ctx: RuleContext, info: FunctionInfo, depth: int,

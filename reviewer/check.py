@@ -64,12 +64,14 @@ def _version(repo: Repository, rev: str) -> tuple[dict[str, bytes], set[str]]:
 
 def _analyse(root: str, scope: list[str], unsaved: dict[str, bytes], absent: set[str], *,
              build_dir: str | None, cache_dir: str | None, jobs: int | None, model: ApiModel,
-             preview: bool, resource_dir: str | None) -> tuple[RunResult, list[Finding]]:
+             preview: bool, resource_dir: str | None,
+             previous: dict[str, bytes | None] | None = None
+             ) -> tuple[RunResult, list[Finding]]:
     paths = [p for p in scope if p not in absent and (
         os.path.exists(os.path.join(root, p)) or os.path.join(root, p) in unsaved)]
     plan = plan_flags(root, build_dir, resource_dir, cache_dir)
     result = run(paths, root=root, plan=plan, cache_dir=cache_dir, jobs=jobs, unsaved=unsaved,
-                 progress=False)
+                 progress=False, previous=previous)
     analysis = analyze(result.facts, model, root=root, sources=unsaved, preview=preview)
     return result, analysis.findings
 
@@ -114,7 +116,14 @@ def check(path: str, *, from_ref: str | None = None, to_ref: str | None = None,
         if key:
             vcache.put(key, Version(before, old, {}, {}, {}, {}, {}, {}, [], [], ""))
     u_after, a_after = _version(repo, after)
-    res_after, new = analyse(u_after, a_after)
+    # The committed version of the changed headers: TUs that include one but
+    # cannot be affected by the change keep their facts (reviewer.extract.delta).
+    previous: dict[str, bytes | None] = {}
+    if before != _EMPTY_TREE:
+        for p in changed:
+            if p.endswith(".h"):
+                previous[os.path.join(root, p)] = repo.object(f"{before}:{p}")
+    res_after, new = analyse(u_after, a_after, previous=previous)
     b = {f.fingerprint: f for f in old}
     a = {f.fingerprint: f for f in new}
     result.new = sorted((a[k] for k in a.keys() - b.keys()), key=Finding.sort_key)

@@ -270,11 +270,12 @@ def _scratch(cache_dir: str, repo: Repository, key: str = "") -> Iterator[str]:
 
 def _version(sha: str, tree: str, paths: list[str], build_dir: str | None,
              source_root: str | None, cache_dir: str, jobs: int | None, model: ApiModel,
-             preview: bool, progress: bool | None, resource_dir: str | None) -> Version:
+             preview: bool, progress: bool | None, resource_dir: str | None,
+             previous: dict[str, bytes | None] | None = None) -> Version:
     present = [p for p in paths if os.path.exists(os.path.join(tree, p))]
     plan = plan_flags(tree, build_dir, resource_dir, cache_dir, source_root=source_root)
     result = run(present, root=tree, plan=plan, cache_dir=cache_dir, jobs=jobs,
-                 progress=progress)
+                 progress=progress, previous=previous)
     analysis = analyze(result.facts, model, root=tree, preview=preview)
     ctx = analysis.context
     assert ctx is not None
@@ -383,11 +384,12 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
                            enabled=use_cache)
     cached = {sha: vcache.get(vcache.key(sha, scope)) for sha in [base, *(c.sha for c in commits)]}
 
-    def version(sha: str, tree: str) -> Version:
+    def version(sha: str, tree: str, previous: dict[str, bytes | None] | None = None
+                ) -> Version:
         got = cached.get(sha)
         if got is None:
             got = _version(sha, tree, scope, build_dir, source_root, cache, jobs, model,
-                           preview, progress, resource_dir)
+                           preview, progress, resource_dir, previous)
             vcache.put(vcache.key(sha, scope), got)
         return got
 
@@ -404,16 +406,22 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
         prev = base
         for c in commits:
             files = sorted({ch.path for ch in changes_of[c.sha]})
+            previous: dict[str, bytes | None] = {}
             if tree:
-                _materialise(repo, tree, prev, c.sha)
+                for ch in _materialise(repo, tree, prev, c.sha):
+                    # What each changed file was: a TU whose cached facts came
+                    # from that version may keep them (reviewer.extract.delta).
+                    if _inside(tree, ch.path):
+                        previous[os.path.join(tree, ch.path)] = None if ch.status == "A" else (
+                            repo.blob(prev, ch.old_path or ch.path))
             prev = c.sha
             patch = PatchReport(c, files, message_id=message_id_of(c.message))
             if c.is_merge:
                 patch.skipped = "merge commit: not reviewed as a patch"
                 patches.append(patch)
-                before = version(c.sha, tree)
+                before = version(c.sha, tree, previous)
                 continue
-            after = version(c.sha, tree)
+            after = version(c.sha, tree, previous)
             patch.parsed = after.parsed
             _diff(before, after, patch, set(files))
             patches.append(patch)

@@ -487,6 +487,8 @@ class _Run:
         callee = self.a.p.functions[key]
         val = self.a.callee_valuation(c, callee, self.val)
         need, need_not = self.a.requires(key, val)
+        if name in m.startup_only:
+            need = False
         if need and mask & NOT_HELD:
             self.flow.events.append(Event("requires_bql", line, mask, idx, name))
         if need_not and mask & HELD:

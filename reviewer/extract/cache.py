@@ -68,9 +68,13 @@ class ContentHashes:
             self._memo[path] = h
         return h
 
+    @staticmethod
+    def digest(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()
+
     def _hash(self, path: str) -> str:
         if path in self._overrides:
-            return hashlib.sha256(self._overrides[path]).hexdigest()
+            return self.digest(self._overrides[path])
         try:
             with open(path, "rb") as fh:
                 return hashlib.sha256(fh.read()).hexdigest()
@@ -166,6 +170,43 @@ class FactCache:
                 self.rejected += 1
                 with contextlib.suppress(OSError):
                     os.unlink(path)
+        return None
+
+    def get_near(self, key: str, hashes: Callable[[str], str], before: dict[str, str]
+                 ) -> tuple[TUFacts, dict[str, str], list[str]] | None:
+        """An entry for `key` built from the previous version of the files in
+        `before` (path -> content hash then) and the current version of all its
+        other headers: its facts, its includes, and which of them changed."""
+        if not self.enabled or not before:
+            return None
+        d = self._dir(key)
+        try:
+            names = sorted(os.listdir(d), reverse=True)
+        except OSError:
+            return None
+        for name in names:
+            if not name.endswith(".pickle"):
+                continue
+            try:
+                with open(os.path.join(d, name), "rb") as fh:
+                    raw = fh.read()
+                checksum, _, data = raw.partition(b"\n")
+                if hashlib.sha256(data).hexdigest().encode() != checksum:
+                    continue  # get() drops it
+                n = int.from_bytes(data[:8], "little")
+                with gc_paused():
+                    includes = _FactsUnpickler(io.BytesIO(data[8:8 + n])).load()
+                    if not isinstance(includes, dict):
+                        continue
+                    changed = [inc for inc, h in includes.items() if hashes(inc) != h]
+                    if not changed or any(before.get(inc) != includes[inc] for inc in changed):
+                        continue
+                    facts = _FactsUnpickler(io.BytesIO(data[8 + n:])).load()
+                if isinstance(facts, TUFacts) and facts.schema == SCHEMA_VERSION:
+                    return facts, includes, changed
+            except (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError,
+                    IndexError, pickle.UnpicklingError):
+                continue
         return None
 
     def put(self, key: str, facts: TUFacts, includes: dict[str, str]) -> None:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 from reviewer.errors import UserError
 from reviewer.extract.cache import ContentHashes, FactCache
+from reviewer.extract.delta import Carrier
 from reviewer.extract.facts import FactSet, TUFacts
 from reviewer.extract.flags import FlagPlan, plan_flags
 
@@ -52,6 +53,7 @@ class RunResult:
     problems: list[str]
     parsed: int = 0
     cached: int = 0
+    carried: int = 0  # cached facts kept across a header change that cannot touch them
 
     @property
     def degraded(self) -> list[TUFacts]:
@@ -229,7 +231,14 @@ def run(
     plan: FlagPlan | None = None,
     scope: tuple[str, ...] | None = None,
     executor: Executor | None = None,
+    previous: dict[str, bytes | None] | None = None,
 ) -> RunResult:
+    """Facts of the TUs under `paths`, from the cache or from libclang.
+
+    previous: the content each changed file had in the version analysed just
+    before this one (absolute path -> bytes, None if it did not exist), as a
+    scan knows it; a TU whose only change is in headers that cannot alter its
+    facts (reviewer.extract.delta) keeps them instead of being parsed again."""
     root = os.path.normpath(os.path.abspath(root))
     if not os.path.isdir(root):
         raise UserError(f"{root}: not a directory; give the top of a QEMU tree with --root")
@@ -243,6 +252,9 @@ def run(
     problems = list(inputs.problems) + plan.notes
     results: dict[str, TUFacts] = {}
     todo: list[tuple[str, str]] = []  # (path, cache key)
+    carrier = Carrier(root, inputs.scope, previous, unsaved) if previous else None
+    before = {p: ContentHashes.digest(d) for p, d in (previous or {}).items() if d is not None}
+    carried = 0
     for path in inputs.tus:
         rel = os.path.relpath(path, root)
         if plan.mode == "build" and plan.entries and plan.entry_for(path) is None:
@@ -250,6 +262,13 @@ def run(
         _check_text(path, unsaved, problems, rel)
         key = cache.key(rel, hashes(path), plan.digest(path), inputs.scope)
         hit = cache.get(key, hashes)
+        if hit is None and carrier is not None:
+            near = cache.get_near(key, hashes, before)
+            if near is not None:
+                hit = carrier.carry(path, *near)
+                if hit is not None:
+                    carried += 1
+                    cache.put(key, hit, {inc: hashes(inc) for inc in near[1]})
         if hit is not None:
             results[path] = hit
         else:
@@ -276,7 +295,8 @@ def run(
         problems.append(cache.warning)
     tus = [results[p] for p in inputs.tus]
     cached = len(inputs.tus) - len(todo)
-    return RunResult(FactSet(tus), plan, problems, parsed=len(todo), cached=cached)
+    return RunResult(FactSet(tus), plan, problems, parsed=len(todo), cached=cached,
+                     carried=carried)
 
 
 def _check_text(path: str, unsaved: dict[str, bytes] | None, problems: list[str], rel: str) -> None:

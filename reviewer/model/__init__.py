@@ -109,6 +109,7 @@ class ApiModel:
         self.join = _names(data, "blocking", "join")
         self.requires_bql = _names(data, "requires_bql", "calls")
         self.requires_bql_prefixes = tuple(data.get("requires_bql", {}).get("prefixes", ()))
+        self.startup_only = _names(data, "requires_bql", "startup_only")
         self.rcu_register = _names(data, "rcu", "register")
         self.rcu_unregister = _names(data, "rcu", "unregister")
         self.rcu_read_lock = _names(data, "rcu", "read_lock")

@@ -1,0 +1,403 @@
+"""Can a header change alter a TU's facts? A conservative, text-level answer.
+
+A series that edits a widely included header (a new prototype in
+include/io/channel.h, a field in migration.h) would otherwise re-parse every TU
+that includes it, although most of them never name what changed. Here the old
+and new texts of a header are split into top-level items (directives,
+declarations, definitions; comments dropped); the items that differ give the
+names the change declares or defines (for a struct, the members that changed).
+A TU whose facts came from the old header can keep them when none of those
+names is among the identifiers it can see: its main file's, and those reached
+from them through the bodies of macros (a TU that uses WITH_BQL_HELD sees what
+the macro expands to).
+
+Anything this module cannot attribute to names (a changed #if, a removed
+#include, an item with no name) answers None: parse again. Line numbers of the
+facts located in a changed header are mapped from its old lines to its new
+ones (line_map).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import replace
+
+from reviewer.extract.facts import Call, Node, TUFacts
+
+_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'", re.S)
+_DEFINE = re.compile(r"#\s*define\s+([A-Za-z_][A-Za-z0-9_]*)(.*)", re.S)
+_INCLUDE = re.compile(r"#\s*include\s*[<\"]([^>\"]+)[>\"]")
+_FN_POINTER = re.compile(r"\(\s*\*\s*([A-Za-z_]\w*)\s*\)")
+_MACRO_CALL = re.compile(r"^[A-Za-z_]\w*\s*\(.*\)$")
+_DEFINE_LINE = re.compile(r"^[ \t]*#[ \t]*define[ \t]+([A-Za-z_]\w*)((?:[^\n]*\\\n)*[^\n]*)", re.M)
+_KEYWORDS = frozenset((
+    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
+    "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
+    "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
+    "union", "unsigned", "void", "volatile", "while", "_Bool", "_Complex", "_Static_assert",
+    "bool", "__attribute__", "__typeof__", "typeof", "__inline__", "__restrict",
+))
+
+
+def strip_comments(text: str) -> str:
+    """Comments removed (newlines kept, so lines still count); string and
+    character literals kept as they are."""
+    def repl(m: re.Match[str]) -> str:
+        s = m.group(0)
+        if s[0] in "\"'":
+            return s
+        return "\n" * s.count("\n") if s.startswith("/*") else ""
+    return _COMMENT.sub(repl, text)
+
+
+def items(text: str) -> list[str]:
+    """Top-level items, whitespace-normalised: each preprocessor directive
+    (with its continuation lines), and each declaration or definition (up to
+    its `;` at depth 0, or the `}` that closes a function body)."""
+    out: list[str] = []
+    cur: list[str] = []
+    depth = 0
+    body = False  # inside a function body at depth >= 1
+    last = ""  # the last significant character at depth 0
+    lines = strip_comments(text).split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.lstrip().startswith("#"):
+            directive = line
+            while directive.endswith("\\") and i + 1 < len(lines):
+                i += 1
+                directive = directive[:-1] + " " + lines[i]
+            out.append(" ".join(directive.split()))
+            i += 1
+            continue
+        for ch in line:
+            cur.append(ch)
+            if ch in "([{":
+                if ch == "{" and depth == 0 and last == ")":
+                    body = True
+                depth += 1
+            elif ch in ")]}":
+                depth = max(0, depth - 1)
+                if ch == "}" and depth == 0 and body:
+                    body = False
+                    _flush(cur, out)
+                    last = ""
+                    continue
+            elif ch == ";" and depth == 0:
+                _flush(cur, out)
+                last = ""
+                continue
+            if depth == 0 and not ch.isspace():
+                last = ch
+        cur.append(" ")
+        i += 1
+    _flush(cur, out)
+    return out
+
+
+def _flush(cur: list[str], out: list[str]) -> None:
+    text = " ".join("".join(cur).split())
+    cur.clear()
+    if text and text != ";":
+        out.append(text)
+
+
+def _declared(item: str) -> set[str] | None:
+    """The names one item declares or defines; None when it cannot say."""
+    if item.startswith("#"):
+        m = _DEFINE.match(item)
+        if m:
+            return {m.group(1)}
+        if re.match(r"#\s*undef\s+([A-Za-z_]\w*)", item):
+            return {item.split()[-1]}
+        return None
+    names: set[str] = set(_FN_POINTER.findall(item))
+    if _MACRO_CALL.match(item):
+        # A macro invoked at the top level (G_DEFINE_AUTOPTR_CLEANUP_FUNC(T, f))
+        # defines things named after its arguments.
+        names |= set(_ID.findall(item))
+    depth = 0
+    pending = ""  # the last identifier seen at depth 0
+    first = item.split()[0]
+    for tok in re.findall(r"[A-Za-z_]\w*|\S", item):
+        if tok in "([{":
+            if tok == "(" and depth == 0 and pending:
+                names.add(pending)  # a function (or a macro call) by name
+            if tok == "{" and depth == 0 and pending and first in (
+                    "struct", "union", "enum", "typedef"):
+                names.add(pending)  # the tag
+            depth += 1
+            pending = ""
+        elif tok in ")]}":
+            depth = max(0, depth - 1)
+            pending = ""
+        elif tok in (";", "=", ",") and depth == 0:
+            if pending:
+                names.add(pending)
+            pending = ""
+        elif depth == 0 and _ID.fullmatch(tok):
+            pending = tok
+    if pending:
+        names.add(pending)  # the last declarator: `} Name`, a typedef's name
+    names -= _KEYWORDS
+    return names or None
+
+
+def _head_body(item: str) -> tuple[str, list[str]] | None:
+    """A struct/union/enum definition as (text before its `{`, its members)."""
+    if not re.match(r"(typedef\s+)?(struct|union|enum)\b", item):
+        return None
+    start = item.find("{")
+    end = item.rfind("}")
+    if start < 0 or end < start:
+        return None
+    body = item[start + 1:end]
+    members: list[str] = []
+    depth = 0
+    cur: list[str] = []
+    for ch in body:
+        cur.append(ch)
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if depth == 0 and ch in ";,":
+            members.append("".join(cur).strip())
+            cur = []
+    if "".join(cur).strip():
+        members.append("".join(cur).strip())
+    return item[:start].strip() + " {} " + item[end + 1:].strip(), members
+
+
+def _member_names(member: str) -> set[str]:
+    """The name a struct member or enumerator declares: the last identifier
+    outside brackets, or the one in (*name)."""
+    m = re.search(r"\(\s*\*\s*([A-Za-z_]\w*)\s*\)", member)
+    if m:
+        return {m.group(1)}
+    flat = re.sub(r"\[[^\]]*\]|:\s*\d+|=.*$", "", member.rstrip(";,"))
+    ids = [t for t in _ID.findall(flat) if t not in _KEYWORDS]
+    return {ids[-1]} if ids else set()
+
+
+def changed_names(old: str | None, new: str | None,
+                  already: Iterable[str] = ()) -> frozenset[str] | None:
+    """Names whose declaration or definition differs between two versions of
+    a header; None when some difference cannot be pinned to names. `already`:
+    headers the TU included before (an #include of one of those is no change)."""
+    if old is None or new is None:
+        return None
+    a, b = Counter(items(old)), Counter(items(new))
+    gone = list((a - b).elements())
+    came = list((b - a).elements())
+    names: set[str] = set()
+    # A struct present in both versions: only its changed members count.
+    heads_old = {hb[0]: hb[1] for it in gone if (hb := _head_body(it))}
+    heads_new = {hb[0]: hb[1] for it in came if (hb := _head_body(it))}
+    for head in heads_old.keys() & heads_new.keys():
+        mo, mn = Counter(heads_old[head]), Counter(heads_new[head])
+        for member in ((mo - mn) + (mn - mo)).elements():
+            names |= _member_names(member)
+    paired = heads_old.keys() & heads_new.keys()
+    known = tuple(already)
+    for it in gone + came:
+        hb = _head_body(it)
+        if hb and hb[0] in paired:
+            continue
+        inc = _INCLUDE.match(it)
+        if inc and it in came and any(k.endswith("/" + inc.group(1)) for k in known):
+            continue  # included already, by another path: the guard makes it a no-op
+        got = _declared(it)
+        if got is None:
+            return None
+        names |= got
+    return frozenset(names)
+
+
+def declares_functions(old: str | None, new: str | None) -> bool:
+    """Does the change touch a function declaration or definition? In a
+    header in scope those are facts of every TU that includes it."""
+    if old is None or new is None:
+        return True
+    a, b = Counter(items(old)), Counter(items(new))
+    for it in ((a - b) + (b - a)).elements():
+        if it.startswith("#") or _head_body(it) or _MACRO_CALL.match(it):
+            continue
+        flat = re.sub(r"\{.*\}", "{}", it)
+        if "(" in flat.replace("(*", "")[:flat.find("{") if "{" in flat else None]:
+            return True
+    return False
+
+
+def identifiers(text: str) -> set[str]:
+    return set(_ID.findall(strip_comments(text)))
+
+
+def macros(text: str) -> dict[str, frozenset[str]]:
+    """#define'd names with the identifiers of their bodies (a regular
+    expression over the lines: this runs over every header a TU includes)."""
+    return {m.group(1): frozenset(_ID.findall(m.group(2))) for m in _DEFINE_LINE.finditer(text)}
+
+
+def visible(main_ids: set[str], macro_map: dict[str, frozenset[str]]) -> set[str]:
+    """The identifiers a TU names, directly or through the macros it uses."""
+    seen = set(main_ids)
+    todo = [i for i in main_ids if i in macro_map]
+    while todo:
+        for x in macro_map.get(todo.pop(), ()):
+            if x not in seen:
+                seen.add(x)
+                if x in macro_map:
+                    todo.append(x)
+    return seen
+
+
+def line_map(old: str, new: str) -> dict[int, int]:
+    """Old line number -> new line number, for the lines both versions share."""
+    out: dict[int, int] = {}
+    sm = difflib.SequenceMatcher(None, old.split("\n"), new.split("\n"), autojunk=False)
+    for i, j, n in sm.get_matching_blocks():
+        for k in range(n):
+            out[i + k + 1] = j + k + 1
+    return out
+
+
+class Carrier:
+    """Decides, for TUs whose cached facts came from the previous version of
+    some headers, whether those facts still hold, and moves their header lines.
+    One per run: header texts and macro tables are read once."""
+
+    def __init__(self, root: str, scope: tuple[str, ...], previous: dict[str, bytes | None],
+                 unsaved: dict[str, bytes] | None = None) -> None:
+        self.root = root
+        self.unsaved = unsaved or {}
+        self.scope = scope
+        self.previous = previous
+        self._text: dict[str, str | None] = {}
+        self._macros: dict[str, dict[str, frozenset[str]]] = {}
+        self._names: dict[tuple[str, frozenset[str]], frozenset[str] | None] = {}
+        self._lines: dict[str, dict[int, int]] = {}
+        self._fn_change: dict[str, bool] = {}
+
+    def text(self, path: str) -> str | None:
+        if path not in self._text and path in self.unsaved:
+            self._text[path] = self.unsaved[path].decode("utf-8", "replace")
+        if path not in self._text:
+            try:
+                with open(path, "rb") as fh:
+                    self._text[path] = fh.read().decode("utf-8", "replace")
+            except OSError:
+                self._text[path] = None
+        return self._text[path]
+
+    def _old(self, path: str) -> str | None:
+        data = self.previous.get(path)
+        return None if data is None else data.decode("utf-8", "replace")
+
+    def _rel(self, path: str) -> str:
+        if (path + "/").startswith(self.root + "/"):
+            return path[len(self.root) + 1:]
+        return path
+
+    def _in_scope(self, rel: str) -> bool:
+        return any(rel == s or rel.startswith(s.rstrip("/") + "/") for s in self.scope)
+
+    def carry(self, main: str, facts: TUFacts, includes: dict[str, str], changed: list[str]
+              ) -> TUFacts | None:
+        """The TU's facts with the changed headers' new version, or None when the
+        change may alter them (then the TU is parsed again)."""
+        names: set[str] = set()
+        already = frozenset(includes)
+        for path in changed:
+            key = (path, already)
+            if key not in self._names:
+                self._names[key] = changed_names(self._old(path), self.text(path), already)
+            got = self._names[key]
+            if got is None:
+                return None
+            names |= got
+        main_text = self.text(main)
+        if main_text is None:
+            return None
+        macro_map: dict[str, frozenset[str]] = {}
+        for inc in includes:
+            if inc == main:
+                continue
+            table = self._macros.get(inc)
+            if table is None:
+                table = self._macros[inc] = macros(self.text(inc) or "")
+            macro_map.update(table)
+        # What the TU names, and what its facts name: the functions of other
+        # headers in scope call and take types the main file may never spell.
+        named = identifiers(main_text)
+        for c in facts.calls:
+            named.update(_ID.findall(c.callee))
+        for f in facts.functions:
+            for p in f.params:
+                named.update(_ID.findall(p.type))
+        seen = visible(named, macro_map)
+        for path in changed:
+            # The functions a header in scope declares and defines are facts of
+            # every TU that includes it.
+            if self._in_scope(self._rel(path)):
+                if path not in self._fn_change:
+                    self._fn_change[path] = declares_functions(self._old(path), self.text(path))
+                if self._fn_change[path]:
+                    return None
+        if names & seen:
+            return None
+        maps: dict[str, dict[int, int]] = {}
+        for path in changed:
+            rel = self._rel(path)
+            if rel not in self._lines:
+                self._lines[rel] = line_map(self._old(path) or "", self.text(path) or "")
+            maps[rel] = self._lines[rel]
+        try:
+            return _moved(facts, maps)
+        except KeyError:
+            return None  # a fact on a line that changed
+
+
+def _moved_call(c: Call, line: int) -> Call:
+    """A call on a moved line; a __LINE__ among its argument values (bql_lock()
+    passes one) moves with it."""
+    old = str(c.line)
+    values = tuple(str(line) if v == old else v for v in c.values)
+    return replace(c, line=line, values=values)
+
+
+def _moved(facts: TUFacts, maps: dict[str, dict[int, int]]) -> TUFacts:
+    """The facts with the lines of the changed headers moved (KeyError when a
+    fact sits on a changed line)."""
+    def ln(file: str, line: int) -> int:
+        m = maps.get(file)
+        return line if m is None or line <= 0 else m[line]
+
+    def node(n: Node, file: str) -> Node:
+        return replace(n, line=ln(file, n.line),
+                       branches=tuple(tuple(node(x, file) for x in br) for br in n.branches))
+
+    if not any(f.file in maps for f in facts.functions) and not any(
+            c.file in maps for c in facts.calls) and not any(
+            d.file in maps for d in facts.diagnostics) and not any(
+            s.file in maps for s in facts.field_stores) and not any(
+            r.file in maps for r in facts.object_refs):
+        return facts
+    return replace(
+        facts,
+        functions=tuple(
+            replace(f, line=ln(f.file, f.line), end_line=ln(f.file, f.end_line),
+                    body=tuple(node(n, f.file) for n in f.body)) if f.file in maps else f
+            for f in facts.functions),
+        calls=tuple(_moved_call(c, ln(c.file, c.line)) if c.file in maps else c
+                    for c in facts.calls),
+        field_stores=tuple(replace(s, line=ln(s.file, s.line)) if s.file in maps else s
+                           for s in facts.field_stores),
+        object_refs=tuple(replace(r, line=ln(r.file, r.line)) if r.file in maps else r
+                          for r in facts.object_refs),
+        diagnostics=tuple(replace(d, line=ln(d.file, d.line)) if d.file in maps else d
+                          for d in facts.diagnostics),
+    )

@@ -1,0 +1,175 @@
+"""Header changes that cannot alter a TU's facts keep its cached facts
+(reviewer.extract.delta): what counts as a change to which names, and, on a
+small tree, that facts carried over equal the facts of a fresh parse."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from reviewer.extract.delta import changed_names
+from reviewer.extract.runner import run
+
+from .conftest import FIXTURES
+
+HEADER = """\
+#ifndef DEV_H
+#define DEV_H
+#include "qemu-stubs.h"
+
+/* The device state. */
+typedef struct DevState {
+    int level;
+    bool (*ready)(void *opaque);
+} DevState;
+
+#define DEV_LOCKED(s) ((s)->level > 0)
+
+void dev_reset(DevState *s);
+int coroutine_fn dev_load(DevState *s,
+                          int version);
+
+static inline void dev_kick(DevState *s)
+{
+    bql_lock();
+    s->level++;
+    bql_unlock();
+}
+#endif
+"""
+
+
+def test_changed_names() -> None:
+    add_proto = HEADER.replace("void dev_reset(DevState *s);",
+                               "void dev_reset(DevState *s);\nvoid dev_stop(DevState *s);")
+    assert changed_names(HEADER, add_proto) == {"dev_stop"}
+    comment = HEADER.replace("/* The device state. */", "/* The device\n * state. */\n")
+    assert changed_names(HEADER, comment) == frozenset()
+    member = HEADER.replace("    int level;", "    int level;\n    int spare[4];")
+    assert changed_names(HEADER, member) == {"spare"}
+    proto = HEADER.replace("int version);", "int version, bool bql_held);")
+    assert changed_names(HEADER, proto) == {"dev_load"}
+    macro = HEADER.replace("> 0)", ">= 1)")
+    assert changed_names(HEADER, macro) == {"DEV_LOCKED"}
+    inline = HEADER.replace("s->level++;", "s->level += 2;")
+    assert changed_names(HEADER, inline) == {"dev_kick"}
+    cond = HEADER.replace("void dev_reset(DevState *s);",
+                          "#ifdef CONFIG_X\nvoid dev_reset(DevState *s);\n#endif")
+    assert changed_names(HEADER, cond) is None
+    include = HEADER.replace('#include "qemu-stubs.h"', '#include "qemu-stubs.h"\n#include "b.h"')
+    assert changed_names(HEADER, include) is None
+    assert changed_names(HEADER, include, ["/t/include/b.h"]) == frozenset()
+    assert changed_names(None, HEADER) is None
+
+
+USER = """\
+#include "dev.h"
+
+static int users;
+
+void dev_reset(DevState *s)
+{
+    s->level = 0;
+    users++;
+}
+"""
+
+OTHER = """\
+#include "dev.h"
+
+int other_load(DevState *s)
+{
+    return s->ready(s) ? 1 : 0;
+}
+"""
+
+LOCKED = """\
+#include "dev.h"
+
+int locked(DevState *s)
+{
+    return DEV_LOCKED(s);
+}
+"""
+
+
+def _tree(d: str) -> None:
+    os.makedirs(os.path.join(d, "hw"))
+    shutil.copy(os.path.join(FIXTURES, "include", "qemu-stubs.h"), os.path.join(d, "hw"))
+    for name, text in (("dev.h", HEADER), ("user.c", USER), ("other.c", OTHER),
+                       ("locked.c", LOCKED)):
+        with open(os.path.join(d, "hw", name), "w") as fh:
+            fh.write(text)
+
+
+def _facts(d: str, cache: str, previous: dict[str, bytes | None] | None = None,
+           use_cache: bool = True):  # type: ignore[no-untyped-def]
+    return run(["hw"], root=d, cache_dir=cache, use_cache=use_cache, jobs=1,
+               progress=False, previous=previous)
+
+
+def _change(d: str, old: str, new: str) -> dict[str, bytes | None]:
+    path = os.path.join(d, "hw", "dev.h")
+    with open(path, "rb") as fh:
+        before = fh.read()
+    with open(path, "w") as fh:
+        fh.write(before.decode().replace(old, new))
+    return {path: before}
+
+
+def test_carried_facts_equal_fresh_ones(tmp_path: object) -> None:
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    first = _facts(d, cache)
+    assert first.parsed == 3
+    # A new member nobody uses, and lines that move the inline function (the
+    # header is in scope: its dev_kick() is a fact of every TU).
+    prev = _change(d, "    int level;", "    /* Level.\n     * More. */\n    int level;\n"
+                   "    int spare;")
+    got = _facts(d, cache, prev)
+    assert (got.parsed, got.carried) == (0, 3)
+    fresh = _facts(d, cache, use_cache=False)
+    assert got.facts.tus == fresh.facts.tus
+    kick = [f for tu in got.facts.tus for f in tu.functions if f.name == "dev_kick"]
+    assert {f.line for f in kick} == {20}
+    # A macro only locked.c uses, and a member only other.c calls through.
+    prev = _change(d, "> 0)", ">= 1)")
+    got = _facts(d, cache, prev)
+    assert (got.parsed, got.carried) == (1, 2)
+    assert got.facts.tus == _facts(d, cache, use_cache=False).facts.tus
+    prev = _change(d, "bool (*ready)(void *opaque);", "bool (*ready)(void *opaque, int n);")
+    got = _facts(d, cache, prev)
+    assert (got.parsed, got.carried) == (1, 2)
+    # A function the header declares or defines is a fact of every includer
+    # (the header is in scope): all parse again.
+    proto = "void dev_reset(DevState *s);"
+    for old, new in (("s->level++;", "s->level += 2;"), (proto, proto + "\nvoid x(void);")):
+        got = _facts(d, cache, _change(d, old, new))
+        assert (got.parsed, got.carried) == (3, 0)
+        assert got.facts.tus == _facts(d, cache, use_cache=False).facts.tus
+
+
+def test_out_of_scope_header(tmp_path: object) -> None:
+    """A header outside the scope: a prototype nobody calls changes nothing."""
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    os.makedirs(os.path.join(d, "include"))
+    shutil.move(os.path.join(d, "hw", "dev.h"), os.path.join(d, "include", "dev.h"))
+    shutil.move(os.path.join(d, "hw", "qemu-stubs.h"), os.path.join(d, "include"))
+
+    def facts(previous=None, use_cache=True):  # type: ignore[no-untyped-def]
+        return run(["hw/user.c", "hw/other.c", "hw/locked.c"], root=d, cache_dir=cache,
+                   use_cache=use_cache, jobs=1, progress=False, previous=previous)
+
+    assert facts().parsed == 3
+    path = os.path.join(d, "include", "dev.h")
+    with open(path, "rb") as fh:
+        before = fh.read()
+    with open(path, "w") as fh:
+        fh.write(before.decode().replace("void dev_reset(DevState *s);",
+                                         "void dev_reset(DevState *s);\nvoid dev_stop(void);"))
+    got = facts({path: before})
+    assert (got.parsed, got.carried) == (0, 3)
+    assert got.facts.tus == facts(use_cache=False).facts.tus
