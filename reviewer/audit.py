@@ -45,6 +45,14 @@ class HookVerdict:
     why: str = ""  # why unknown
     chain: list[str] = field(default_factory=list)  # entry -> ... -> hook
     problem: bool = False  # needs the BQL and may arrive without it
+    # Per context it is reached in ("thread mig/dst/main", "coroutine in main
+    # loop", ...): "held", "not held" or "maybe held".
+    contexts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def without(self) -> frozenset[str]:
+        """The contexts in which it may arrive without the BQL."""
+        return frozenset(c for c, a in self.contexts.items() if a != "held")
 
     @property
     def group(self) -> str:
@@ -259,6 +267,11 @@ def audit(ctx: RuleContext, *, entry: str | None = None, thread: str | None = No
         evidence = _evidence(ctx, key)
         why = "" if evidence else _unresolved(ctx, key)
         verdict = "needs" if evidence else ("unknown" if why else "not needed")
+        per_ctx: dict[str, int] = {}
+        for _, s, _ in reached:
+            per_ctx[s.ctx] = per_ctx.get(s.ctx, 0) | s.bql
+        contexts = {c: "held" if m == HELD else "not held" if m == NOT_HELD else "maybe held"
+                    for c, m in sorted(per_ctx.items())}
         # The witness: a path that arrives without the BQL when there is one.
         chain = min(((s.bql != NOT_HELD, len(c), c) for _, s, cx in reached
                      for c in (cx.chain(s)[0],)))[2]
@@ -267,6 +280,7 @@ def audit(ctx: RuleContext, *, entry: str | None = None, thread: str | None = No
             arrival=arrival, verdict=verdict, evidence=evidence, why=why,
             chain=list(chain),
             problem=verdict == "needs" and arrival != "held",
+            contexts=contexts,
         ))
     out.sort(key=lambda h: (not h.problem, h.verdict != "needs", h.file, h.line))
     return label, out
@@ -280,10 +294,15 @@ class HookChange:
     before: str  # arrival before, or "not reached"
     after: str
     verdict: str
+    # Contexts in which it may arrive without the BQL, after and not before
+    # (the series' question: a hook the main loop used to run with the BQL that
+    # a new thread now runs without it), and the other way round.
+    now_without: list[str] = field(default_factory=list)
+    no_longer_without: list[str] = field(default_factory=list)
 
     @property
     def lost_bql(self) -> bool:
-        return self.before == "held" and self.after != "held"
+        return bool(self.now_without) or (self.before == "held" and self.after != "held")
 
 
 def tree_paths(root: str, entries: dict[str, Any] | None) -> list[str]:
@@ -308,11 +327,14 @@ def diff(before: list[HookVerdict], after: list[HookVerdict]) -> list[HookChange
         hb, ha = b.get(k), a.get(k)
         before_arr = hb.arrival if hb else "not reached"
         after_arr = ha.arrival if ha else "not reached"
-        if before_arr == after_arr:
+        wb = hb.without if hb else frozenset()
+        wa = ha.without if ha else frozenset()
+        if before_arr == after_arr and wb == wa:
             continue
         h = ha or hb
         assert h is not None
-        out.append(HookChange(h.function, h.file, h.hook, before_arr, after_arr, h.verdict))
+        out.append(HookChange(h.function, h.file, h.hook, before_arr, after_arr, h.verdict,
+                              sorted(wa - wb), sorted(wb - wa)))
     out.sort(key=lambda c: (not c.lost_bql, c.verdict != "needs", c.file, c.function))
     return out
 

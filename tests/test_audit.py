@@ -115,6 +115,7 @@ def test_rev_and_diff(tmp_path: object, isolated_cache: str) -> None:
     r = run_cli("audit", "--root", d, "--diff", "HEAD~1", "HEAD")  # every entry point
     assert r.returncode == 0, r.stderr
     assert "!! vga_post_load()" in r.stdout and "held -> maybe held" in r.stdout
+    assert "now without the BQL in: thread mig/dst/main" in r.stdout
     r = run_cli("audit", "--root", d, "--diff", "HEAD~1", "HEAD", "--thread", "mig/dst/main")
     assert "!! vga_post_load()" in r.stdout and "held -> not held" in r.stdout
     r = run_cli("audit", "--root", d, "--diff", "HEAD~1", "HEAD", "--thread", "mig/nope")
@@ -123,3 +124,27 @@ def test_rev_and_diff(tmp_path: object, isolated_cache: str) -> None:
     doc = json.loads(r.stdout)
     assert {h["function"]: h["arrival"] for h in doc["hooks"]}["vga_post_load"] == "held"
     assert repo_state(d) == before
+
+
+def test_model_assumption_prunes_one_edge(isolated_cache: str, tmp_path: object) -> None:
+    """Without the built-in [[assume]] (PART sections never carry a
+    VMStateDescription), description hooks also arrive through PART sections;
+    an extra model can state more, and a malformed one is a one-line error."""
+    from reviewer.model import load_model
+
+    model = load_model()
+    (a,) = model.assumptions[("qemu_loadvm_section_part_end", "vmstate_load")]
+    assert (a.condition, a.value) == ("se->vmsd", False) and "FULL" in a.why
+    extra = os.path.join(str(tmp_path), "m.toml")
+    with open(extra, "w") as fh:
+        fh.write('[[assume]]\ncaller = "x"\n')
+    r = run_cli("audit", "audit", "--root", FIXTURES, "--model", extra)
+    assert "missing a key" in _one_line_error(r)
+    # The same assumption stated the other way round: PART sections carry
+    # only descriptions. Then the iterable handlers are never reached by PART.
+    with open(extra, "w") as fh:
+        fh.write('[[assume]]\ncaller = "qemu_loadvm_section_part_end"\ncallee = "vmstate_load"\n'
+                 'condition = "se->vmsd"\nvalue = true\n')
+    r = run_cli("audit", "audit", "--root", FIXTURES, "--model", extra, "-f", "json")
+    arr = {h["function"]: h["arrival"] for h in json.loads(r.stdout)["hooks"]}
+    assert arr["plain_load"] == "held" and arr["vga_post_load"] == "maybe held"

@@ -49,7 +49,10 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         if isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = _merge(out[k], v)
         elif isinstance(v, list) and isinstance(out.get(k), list):
-            out[k] = list(dict.fromkeys([*out[k], *v]))
+            if all(isinstance(x, str) for x in [*out[k], *v]):
+                out[k] = list(dict.fromkeys([*out[k], *v]))  # names: once each
+            else:
+                out[k] = [*out[k], *v]  # tables ([[assume]]): all of them
         else:
             out[k] = v
     return out
@@ -123,7 +126,9 @@ class ApiModel:
             got = Assume(str(a["caller"]), str(a["callee"]), str(a["condition"]).strip(),
                          bool(a["value"]), " ".join(str(a.get("why", "")).split()))
             key = (got.caller, got.callee)
-            self.assumptions[key] = (*self.assumptions.get(key, ()), got)
+            # A later entry (an extra --model file) replaces one about the same condition.
+            kept = tuple(x for x in self.assumptions.get(key, ()) if x.condition != got.condition)
+            self.assumptions[key] = (*kept, got)
         self.trace_prefix = str(data.get("trace", {}).get("prefix", "trace_"))
         self.trace_not_events = _names(data, "trace", "not_events")
 
