@@ -84,7 +84,9 @@ def classify_cond(text: str, model: ApiModel, params: frozenset[str] = frozenset
         if op in t:
             left, _, right = t.partition(op)
             left, right = _strip_parens(left), _strip_parens(right)
-            if right in ("NULL", "0") and left in params:
+            if right == "NULL" and left in params and not _IDENT.match(left):
+                # `se->vmsd == NULL` for an assumed `se->vmsd` (model [[assume]]);
+                # plain names are flags and parameters, whose tests stay as written.
                 return Cond("param", neg != (op == "=="), left)
             for a, b in ((left, right), (right, left)):
                 cb = classify_cond(b, model, params)
