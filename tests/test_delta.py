@@ -35,6 +35,13 @@ static inline void dev_kick(DevState *s)
     s->level++;
     bql_unlock();
 }
+
+/* A macro invocation over two lines: __LINE__ is where it ends. */
+int dev_line(int line);
+#define DEV_CHECKER(name) \
+    static inline int name(void) { return dev_line(__LINE__); }
+DEV_CHECKER(
+    dev_check)
 #endif
 """
 

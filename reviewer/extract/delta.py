@@ -361,11 +361,16 @@ class Carrier:
             return None  # a fact on a line that changed
 
 
-def _moved_call(c: Call, line: int) -> Call:
-    """A call on a moved line; a __LINE__ among its argument values (bql_lock()
-    passes one) moves with it."""
-    old = str(c.line)
-    values = tuple(str(line) if v == old else v for v in c.values)
+def _moved_call(c: Call, m: dict[int, int]) -> Call:
+    """A call on a moved line. An argument that came from __LINE__ (bql_lock()
+    passes one; a macro written over several lines, such as
+    DECLARE_OBJ_CHECKERS, passes the line its invocation ends on) moves with
+    it: an integer value naming one of the few lines from the call on."""
+    line = m[c.line] if c.line > 0 else c.line
+    values = tuple(
+        str(m[int(v)]) if v is not None and v.isdigit() and c.line <= int(v) <= c.line + 20
+        and int(v) in m else v
+        for v in c.values)
     return replace(c, line=line, values=values)
 
 
@@ -392,7 +397,7 @@ def _moved(facts: TUFacts, maps: dict[str, dict[int, int]]) -> TUFacts:
             replace(f, line=ln(f.file, f.line), end_line=ln(f.file, f.end_line),
                     body=tuple(node(n, f.file) for n in f.body)) if f.file in maps else f
             for f in facts.functions),
-        calls=tuple(_moved_call(c, ln(c.file, c.line)) if c.file in maps else c
+        calls=tuple(_moved_call(c, maps[c.file]) if c.file in maps else c
                     for c in facts.calls),
         field_stores=tuple(replace(s, line=ln(s.file, s.line)) if s.file in maps else s
                            for s in facts.field_stores),
