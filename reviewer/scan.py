@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -181,12 +182,30 @@ class _VersionCache:
             pass  # a cache that cannot be written only costs time
 
 
+@functools.cache
+def _code_digest() -> str:
+    """A hash of reviewer's own code and templates: an analysed version cached
+    by an older reviewer (a rule fixed since, a message reworded) is stale even
+    when the version number and the model did not change."""
+    from reviewer.resources import templates_dir
+
+    h = hashlib.sha256()
+    for top in (os.path.dirname(os.path.abspath(__file__)), templates_dir()):
+        for d, dirs, files in sorted(os.walk(top)):
+            dirs.sort()
+            for f in sorted(files):
+                if f.endswith((".py", ".j2", ".toml")):
+                    with open(os.path.join(d, f), "rb") as fh:
+                        h.update(f.encode() + b"\0" + fh.read())
+    return h.hexdigest()
+
+
 def _config_digest(model: ApiModel, build_dir: str | None, preview: bool,
                    resource_dir: str | None) -> str:
     from reviewer import __version__
     from reviewer.extract.facts import EXTRACTOR_VERSION
 
-    parts = [__version__, EXTRACTOR_VERSION, json.dumps(model.data, sort_keys=True),
+    parts = [__version__, EXTRACTOR_VERSION, _code_digest(), json.dumps(model.data, sort_keys=True),
              str(preview), resource_dir or ""]
     if build_dir:
         db = os.path.join(build_dir, "compile_commands.json")
