@@ -350,6 +350,9 @@ class Program:
             for _, objs in bindings:
                 for o in objs:
                     scope |= self.children(o, m.group(1) if m else "")
+                    # A type written in place (`.info = &(const VMStateInfo)
+                    # {...}`) is no object of its own: its hooks are stored in o.
+                    scope.add(o)
         out: set[str] = set()
         for o in scope:
             out |= self.obj_slots.get(o, {}).get(call.callee, set())
