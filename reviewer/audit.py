@@ -309,7 +309,7 @@ def tree_paths(root: str, entries: dict[str, Any] | None) -> list[str]:
     """The whole tree: every TU of the compile database under the source root,
     or every .c file in no-build mode; tests, tools and subprojects left out."""
     skip = ("tests/", "contrib/", "qga/", "subprojects/", "roms/", "build/", "scripts/",
-            "docs/", "python/")
+            "docs/", "python/", "pc-bios/")
     if entries:
         rels = {os.path.relpath(p, root) for p in entries if (p + os.sep).startswith(root + os.sep)}
     else:
@@ -352,7 +352,7 @@ def run_audit(root: str, *, rev: str | None = None, entry: str | None = None,
     from reviewer.extract.cache import default_cache_dir
     from reviewer.extract.flags import plan_flags
     from reviewer.extract.runner import run
-    from reviewer.scan import _scratch
+    from reviewer.scan import _scratch, unused_dirs
     from reviewer.vcs.git import Repository
 
     if entry and thread:
@@ -384,7 +384,7 @@ def run_audit(root: str, *, rev: str | None = None, entry: str | None = None,
     repo = Repository(root)
     sha = repo.resolve(rev)
     with _scratch(cache, repo, "audit-" + sha[:12]) as tree:
-        repo.archive_to(sha, tree)
+        repo.archive_to(sha, tree, unused_dirs(list(paths or [])))
         out = on(tree, repo.root)
     out.rev = rev
     return out

@@ -210,3 +210,13 @@ def test_interrupted_scan_leaves_nothing(series: tuple[str, list[str]], tmp_path
     scratch = os.path.join(cache, "scan")
     if os.path.isdir(scratch):
         assert [x for x in os.listdir(scratch) if not x.endswith(".lock")] == []
+
+
+def test_scratch_trees_leave_out_unused_directories() -> None:
+    """tests/, docs/, pc-bios/... are not materialised unless the scope or the
+    series has something there."""
+    from reviewer.scan import UNUSED_DIRS, unused_dirs
+
+    assert unused_dirs(["migration", "include/migration"]) == UNUSED_DIRS
+    kept = unused_dirs(["migration", "tests/unit/test-vmstate.c", "docs"])
+    assert "tests" not in kept and "docs" not in kept and "pc-bios" in kept

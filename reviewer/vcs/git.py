@@ -200,14 +200,16 @@ class Repository:
             return False
         return True
 
-    def archive_to(self, sha: str, dest: str) -> None:
-        """Write the tree of a commit into dest (which must be empty)."""
+    def archive_to(self, sha: str, dest: str, exclude: tuple[str, ...] = ()) -> None:
+        """Write the tree of a commit into dest (which must be empty), without
+        the top-level directories in `exclude`."""
         fd, tar_path = tempfile.mkstemp(suffix=".tar", dir=os.path.dirname(dest))
         os.close(fd)
+        spec = ["--", ".", *(f":(exclude){d}" for d in exclude)] if exclude else []
         try:
             with open(tar_path, "wb") as fh:
                 proc = subprocess.run(
-                    ["git", f"--git-dir={self.git_dir}", "archive", "--format=tar", sha],
+                    ["git", f"--git-dir={self.git_dir}", "archive", "--format=tar", sha, *spec],
                     stdout=fh, stderr=subprocess.PIPE, check=False,
                 )
             if proc.returncode != 0:
