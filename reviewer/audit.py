@@ -273,8 +273,9 @@ def audit(ctx: RuleContext, *, entry: str | None = None, thread: str | None = No
         contexts = {c: "held" if m == HELD else "not held" if m == NOT_HELD else "maybe held"
                     for c, m in sorted(per_ctx.items())}
         # The witness: a path that arrives without the BQL when there is one.
-        chain = min(((s.bql != NOT_HELD, len(c), c) for _, s, cx in reached
-                     for c in (cx.chain(s)[0],)))[2]
+        top = min((s.bql != NOT_HELD, cx.length(s)) for _, s, cx in reached)
+        chain = min(cx.chain(s)[0] for _, s, cx in reached
+                    if (s.bql != NOT_HELD, cx.length(s)) == top)
         out.append(HookVerdict(
             function=info.name, key=key, file=info.fact.file, line=info.fact.line, hook=hook,
             arrival=arrival, verdict=verdict, evidence=evidence, why=why,

@@ -58,7 +58,7 @@ class RuleContext:
         return self.contexts.chain(state)[0]
 
     def shortest(self, states: Iterable[State]) -> State:
-        return min(states, key=lambda s: (len(self.chain(s)), s.ctx))
+        return min(states, key=lambda s: (self.contexts.length(s), s.ctx))
 
     # -- flow helpers --------------------------------------------------------------
 
