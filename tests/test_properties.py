@@ -158,3 +158,31 @@ def test_compile_db_reading_raises_only_user_errors(data: object) -> None:
         for entry in db.values():
             assert all(isinstance(a, str) for a in entry.args)
             assert entry.args[-1] == "-Wno-unknown-warning-option"
+
+
+_C_PIECES = st.sampled_from([
+    "#define A(x) (x)\n", "#if X\n", "#endif\n", "#include \"a.h\"\n", "int f(int a);\n",
+    "struct S {\n int a;\n void (*cb)(void *);\n};\n", "typedef struct S S;\n",
+    "static inline int g(void) { return f(1); }\n", "enum E { E1, E2 = 3 };\n",
+    "/* comment ", "*/\n", "// line\n", "\"str;{\"", "{", "}", ";", "(", ")", "\\\n",
+    "G_DEFINE_AUTOPTR_CLEANUP_FUNC(S, g);\n", "\n",
+])
+
+
+@FAST
+@given(st.lists(_C_PIECES, max_size=30), st.lists(_C_PIECES, max_size=30),
+       st.text(max_size=200))
+def test_header_delta_never_raises(a: list[str], b: list[str], noise: str) -> None:
+    """Any pair of header texts, well formed or not: names, None, never an
+    exception; the same text twice is no change."""
+    from reviewer.extract.delta import changed_names, declares_functions, line_map, macros
+
+    old, new = "".join(a), "".join(b) + noise
+    got = changed_names(old, new)
+    assert got is None or isinstance(got, frozenset)
+    assert changed_names(new, new) == frozenset()
+    declares_functions(old, new)
+    macros(new)
+    m = line_map(old, new)
+    assert all(1 <= k <= old.count("\n") + 1 and 1 <= v <= new.count("\n") + 1
+               for k, v in m.items())
