@@ -57,13 +57,18 @@ def test_verdicts_match_the_fixtures(isolated_cache: str) -> None:
     assert by["dirty_bitmap_post_load"]["chain"] == [
         "qemu_loadvm_state_main", "qemu_loadvm_section_part_end", "vmstate_load",
         "dirty_load_state", "vmstate_load_state", "dirty_bitmap_post_load"]
+    # The field list named apart: its in-place type and nested description.
+    assert by["dirty_get_bits"]["chain"][-2:] == ["vmstate_load_state", "dirty_get_bits"]
+    assert "vmstate_subsection_load" not in by["dirty_get_bits"]["chain"]
+    assert by["dirty_part_post_load"]["chain"][-3:] == [
+        "vmstate_load_state", "vmstate_load_state", "dirty_part_post_load"]
     assert by["dirty_meta_pre_load"]["chain"][-3:] == [
         "vmstate_subsection_load", "vmstate_load_state", "dirty_meta_pre_load"]
     # A handler that loads a description by name needs what its hooks need.
     assert by["dirty_load_state"]["evidence"][0].startswith(
         "dirty_load_state() loads vmstate_dirty_bitmap with vmstate_load_state()")
     assert "RamOps.load_page" in by["ram_load"]["why"]
-    assert doc["counts"] == {"needs": 5, "not needed": 8, "unknown": 1, "problems": 2}
+    assert doc["counts"] == {"needs": 5, "not needed": 9, "unknown": 1, "problems": 2}
 
 
 def test_thread_entry_and_formats(isolated_cache: str, tmp_path: object) -> None:

@@ -65,7 +65,21 @@ def test_changed_names() -> None:
     assert changed_names(HEADER, cond) is None
     include = HEADER.replace('#include "qemu-stubs.h"', '#include "qemu-stubs.h"\n#include "b.h"')
     assert changed_names(HEADER, include) is None
-    assert changed_names(HEADER, include, ["/t/include/b.h"]) == frozenset()
+    assert changed_names(HEADER, include, lambda name: name == "b.h") == frozenset()
+    # Order matters: a prototype moved into an #if block is a change.
+    moved = HEADER.replace("void dev_reset(DevState *s);\n", "").replace(
+        "#endif", "void dev_reset(DevState *s);\n#endif")
+    assert changed_names(HEADER, moved) is not None
+    assert "dev_reset" in (changed_names(HEADER, moved) or ())
+    # Every declarator of a member; attribute macros and bit widths are no names.
+    two = HEADER.replace("    int level;", "    long level, spare QEMU_ALIGNED(8);")
+    assert changed_names(HEADER, two) == {"level", "spare"}
+    # An enumerator inserted renumbers the rest.
+    en = "enum E { A, B, C };\n"
+    assert changed_names(en, "enum E { A, N, B, C };\n") == {"A", "N", "B", "C"}
+    # Braces in a character literal do not end an item early.
+    lit = "static inline int f(void) { return '{'; }\nint g(void);\n"
+    assert changed_names(lit, lit.replace("g(void)", "g(int)")) == {"g"}
     assert changed_names(None, HEADER) is None
 
 

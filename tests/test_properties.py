@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from reviewer.errors import UserError
@@ -35,6 +35,7 @@ def test_parse_message_never_raises_on_bytes(raw: bytes) -> None:
 
 
 @FAST
+@example(subject="", name=":;\x80", body="", diff=True)  # found by hypothesis: a non-UTF-8 name
 @given(hostile, hostile, hostile, st.booleans())
 def test_parse_message_on_patch_shaped_mail(subject: str, name: str, body: str,
                                             diff: bool) -> None:

@@ -84,6 +84,8 @@ class Program:
         self.obj_slots: dict[str, dict[str, set[str]]] = {}
         self.obj_refs: dict[str, list[tuple[str, str]]] = {}  # owner -> (field, target)
         self.obj_arrays: set[str] = set()  # objects that are bare lists of others
+        self.obj_parts: set[str] = set()  # member arrays named apart (see _index)
+        self.ref_fields: set[str] = set()  # fields objects are named through (vmsd, info)
         self.obj_structs: set[str] = set()  # structs whose hooks live in objects
         self._closure: dict[str, frozenset[str]] = {}
         self._dispatched: dict[str, frozenset[str]] = {}
@@ -99,6 +101,8 @@ class Program:
     # -- building ----------------------------------------------------------------
 
     def _index(self, facts: FactSet) -> None:
+        ref_struct: dict[str, set[str]] = {}  # object -> structs of the refs naming it
+        own_struct: dict[str, set[str]] = {}  # object -> structs of its own refs
         for tu in facts.tus:
             for f in tu.functions:
                 if f.annotations:
@@ -126,8 +130,17 @@ class Program:
                         self.obj_structs.add(st.struct)
             for ref in tu.object_refs:
                 self.obj_refs.setdefault(ref.owner, []).append((ref.field, ref.target))
+                ref_struct.setdefault(ref.target, set()).add(ref.struct)
+                if ref.field:
+                    self.ref_fields.add(ref.field)
+                own_struct.setdefault(ref.owner, set()).add(ref.struct)
                 if not ref.struct:
                     self.obj_arrays.add(ref.owner)
+        # Objects named through a field of one struct whose own references are
+        # members of another (a VMStateField array named by a description).
+        self.obj_parts = {o for o, structs in own_struct.items()
+                          if o in ref_struct and "" not in structs
+                          and not structs & ref_struct[o]}
         self._carrying()
         self._confine(facts)
         for info in self.functions.values():
@@ -235,12 +248,15 @@ class Program:
         for owner, refs in self.obj_refs.items():
             for _, t in refs:
                 owners.setdefault(t, set()).add(owner)
-        confined = {k for k, n in addressed.items() if n and handed.get(k, 0) >= n}
+        # Static objects only: a global one can be named by a TU not analysed.
+        confined = {k for k, n in addressed.items()
+                    if n and ":" in k and handed.get(k, 0) == n}
         changed = True
         while changed:
             changed = False
             for t, os_ in owners.items():
-                if t not in confined and not addressed.get(t) and os_ <= confined:
+                if (t not in confined and ":" in t and not addressed.get(t)
+                        and os_ <= confined):
                     confined.add(t)
                     changed = True
         self.confined = frozenset(confined)
@@ -306,15 +322,20 @@ class Program:
         """The objects an object's initialiser names (only those in `field`
         when given); a named list of objects (`static const
         VMStateDescription *subs[] = {...}`) stands for its members."""
-        refs = self.obj_refs.get(obj, [])
-        if field:
-            refs = [(f, t) for f, t in refs if f == field]
+        all_refs = self.obj_refs.get(obj, [])
+        refs = [(f, t) for f, t in all_refs if f == field] if field else all_refs
         out: set[str] = set()
         for _, t in refs:
             if t in self.obj_arrays:
                 out |= self.children(t)
             else:
                 out.add(t)
+        if field:
+            # A member list named apart (`.fields = foo_fields`, a VMStateField
+            # array): its members' objects are this object's.
+            for _, t in all_refs:
+                if t in self.obj_parts:
+                    out |= self.children(t, field)
         return out
 
     def closure(self, key: str) -> frozenset[str]:
@@ -347,12 +368,25 @@ class Program:
             if call.callee.split(".")[0] not in self.obj_structs:
                 return None
             m = _LAST_MEMBER.search(call.base)
+            field = m.group(1) if m else ""
+            related = False
             for _, objs in bindings:
                 for o in objs:
-                    scope |= self.children(o, m.group(1) if m else "")
+                    kids = self.children(o, field)
                     # A type written in place (`.info = &(const VMStateInfo)
-                    # {...}`) is no object of its own: its hooks are stored in o.
+                    # {...}`) is no object of its own: its hooks are stored in
+                    # o, or in o's member list named apart.
+                    parts = {t for _, t in self.obj_refs.get(o, []) if t in self.obj_parts}
+                    scope |= parts
+                    inline = any(call.callee in self.obj_slots.get(x, {}) for x in (o, *parts))
+                    related |= bool(kids) or inline
+                    scope |= kids
                     scope.add(o)
+            if not related and field not in self.ref_fields:
+                # Nothing ties this call to the bound objects: neither what they
+                # name nor a field objects are named through (`info`).
+                return None
+
         out: set[str] = set()
         for o in scope:
             out |= self.obj_slots.get(o, {}).get(call.callee, set())

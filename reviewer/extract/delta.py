@@ -20,9 +20,10 @@ ones (line_map).
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import replace
 
 from reviewer.extract.facts import Call, Node, TUFacts
@@ -31,8 +32,10 @@ _ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'", re.S)
 _DEFINE = re.compile(r"#\s*define\s+([A-Za-z_][A-Za-z0-9_]*)(.*)", re.S)
 _INCLUDE = re.compile(r"#\s*include\s*[<\"]([^>\"]+)[>\"]")
+_INERT = str.maketrans({"{": "\x01", "}": "\x02", "(": "\x03", ")": "\x04", ";": "\x05",
+                        "[": "\x06", "]": "\x07", ",": "\x0e"})
 _FN_POINTER = re.compile(r"\(\s*\*\s*([A-Za-z_]\w*)\s*\)")
-_MACRO_CALL = re.compile(r"^[A-Za-z_]\w*\s*\(.*\)$")
+_MACRO_CALL = re.compile(r"^[A-Za-z_]\w*\s*\(.*\)\s*;?$")
 _DEFINE_LINE = re.compile(r"^[ \t]*#[ \t]*define[ \t]+([A-Za-z_]\w*)((?:[^\n]*\\\n)*[^\n]*)", re.M)
 _KEYWORDS = frozenset((
     "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
@@ -49,7 +52,9 @@ def strip_comments(text: str) -> str:
     def repl(m: re.Match[str]) -> str:
         s = m.group(0)
         if s[0] in "\"'":
-            return s
+            # Kept, but with the punctuation items are split on made inert: a
+            # '{' in a character literal is no block.
+            return s.translate(_INERT)
         return "\n" * s.count("\n") if s.startswith("/*") else ""
     return _COMMENT.sub(repl, text)
 
@@ -126,8 +131,8 @@ def _declared(item: str) -> set[str] | None:
     first = item.split()[0]
     for tok in re.findall(r"[A-Za-z_]\w*|\S", item):
         if tok in "([{":
-            if tok == "(" and depth == 0 and pending:
-                names.add(pending)  # a function (or a macro call) by name
+            if tok in "([" and depth == 0 and pending:
+                names.add(pending)  # a function (or a macro call), or an array, by name
             if tok == "{" and depth == 0 and pending and first in (
                     "struct", "union", "enum", "typedef"):
                 names.add(pending)  # the tag
@@ -157,6 +162,7 @@ def _head_body(item: str) -> tuple[str, list[str]] | None:
     if start < 0 or end < start:
         return None
     body = item[start + 1:end]
+    enum = bool(re.match(r"(typedef\s+)?enum\b", item))
     members: list[str] = []
     depth = 0
     cur: list[str] = []
@@ -164,7 +170,7 @@ def _head_body(item: str) -> tuple[str, list[str]] | None:
         cur.append(ch)
         depth += ch in "([{"
         depth -= ch in ")]}"
-        if depth == 0 and ch in ";,":
+        if depth == 0 and (ch == ";" or (ch == "," and enum)):
             members.append("".join(cur).strip())
             cur = []
     if "".join(cur).strip():
@@ -173,43 +179,84 @@ def _head_body(item: str) -> tuple[str, list[str]] | None:
 
 
 def _member_names(member: str) -> set[str]:
-    """The name a struct member or enumerator declares: the last identifier
-    outside brackets, or the one in (*name)."""
-    m = re.search(r"\(\s*\*\s*([A-Za-z_]\w*)\s*\)", member)
+    """The names a struct member (every declarator of `int a, b;`) or an
+    enumerator declares: the last identifier of each declarator outside
+    brackets, attribute macros and bit widths, or the one in (*name)."""
+    m = _FN_POINTER.search(member)
     if m:
         return {m.group(1)}
-    flat = re.sub(r"\[[^\]]*\]|:\s*\d+|=.*$", "", member.rstrip(";,"))
-    ids = [t for t in _ID.findall(flat) if t not in _KEYWORDS]
-    return {ids[-1]} if ids else set()
+    out: set[str] = set()
+    for part in _split_top(member.rstrip(";"), ","):
+        flat = re.sub(r"\[[^\]]*\]|:[^,]*$|=.*$", "", part)
+        flat = re.sub(r"\b[A-Z][A-Z0-9_]*\s*\([^()]*\)\s*$", "", flat.strip())
+        ids = [t for t in _ID.findall(flat) if t not in _KEYWORDS]
+        if ids:
+            out.add(ids[-1])
+    return out
+
+
+def _split_top(text: str, sep: str) -> list[str]:
+    parts: list[str] = []
+    depth = 0
+    cur: list[str] = []
+    for ch in text:
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == sep and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return [p for p in parts if p.strip()]
 
 
 def changed_names(old: str | None, new: str | None,
-                  already: Iterable[str] = ()) -> frozenset[str] | None:
+                  included: Callable[[str], bool] | None = None) -> frozenset[str] | None:
     """Names whose declaration or definition differs between two versions of
-    a header; None when some difference cannot be pinned to names. `already`:
-    headers the TU included before (an #include of one of those is no change)."""
+    a header; None when some difference cannot be pinned to names.
+    `included(name)`: whether an `#include "name"` the change adds resolves to
+    a header the TU included already (then it is no change)."""
     if old is None or new is None:
         return None
-    a, b = Counter(items(old)), Counter(items(new))
-    gone = list((a - b).elements())
-    came = list((b - a).elements())
+    a, b = items(old), items(new)
+    gone: list[str] = []
+    came: list[str] = []
+    # In order: a declaration moved across an #if, or an #undef moved past a
+    # use, is a change even though the same items remain.
+    sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    for op, i1, i2, j1, j2 in sm.get_opcodes():
+        if op != "equal":
+            gone += a[i1:i2]
+            came += b[j1:j2]
     names: set[str] = set()
-    # A struct present in both versions: only its changed members count.
-    heads_old = {hb[0]: hb[1] for it in gone if (hb := _head_body(it))}
-    heads_new = {hb[0]: hb[1] for it in came if (hb := _head_body(it))}
+    # A struct present in both versions: only its changed members count (all
+    # of an enum's: inserting one renumbers those after it).
+    heads_old: dict[str, list[str]] = {}
+    heads_new: dict[str, list[str]] = {}
+    for its, heads in ((gone, heads_old), (came, heads_new)):
+        for it in its:
+            hb = _head_body(it)
+            if hb:
+                if hb[0] in heads:
+                    return None  # the same struct twice (#if branches): cannot tell
+                heads[hb[0]] = hb[1]
     for head in heads_old.keys() & heads_new.keys():
         mo, mn = Counter(heads_old[head]), Counter(heads_new[head])
+        if re.match(r"(typedef\s+)?enum\b", head):
+            for member in (mo + mn).elements():
+                names |= _member_names(member)
+            continue
         for member in ((mo - mn) + (mn - mo)).elements():
             names |= _member_names(member)
     paired = heads_old.keys() & heads_new.keys()
-    known = tuple(already)
     for it in gone + came:
         hb = _head_body(it)
         if hb and hb[0] in paired:
             continue
         inc = _INCLUDE.match(it)
-        if inc and it in came and any(k.endswith("/" + inc.group(1)) for k in known):
-            continue  # included already, by another path: the guard makes it a no-op
+        if inc and it in came and included is not None and included(inc.group(1)):
+            continue  # included already: its guard makes it a no-op
         got = _declared(it)
         if got is None:
             return None
@@ -281,6 +328,7 @@ class Carrier:
         self._names: dict[tuple[str, frozenset[str]], frozenset[str] | None] = {}
         self._lines: dict[str, dict[int, int]] = {}
         self._fn_change: dict[str, bool] = {}
+        self._idmemo: dict[str, frozenset[str]] = {}
 
     def text(self, path: str) -> str | None:
         if path not in self._text and path in self.unsaved:
@@ -292,6 +340,19 @@ class Carrier:
             except OSError:
                 self._text[path] = None
         return self._text[path]
+
+    def _ids(self, path: str) -> set[str]:
+        got = self._idmemo.get(path)
+        if got is None:
+            got = self._idmemo[path] = frozenset(identifiers(self.text(path) or ""))
+        return set(got)
+
+    def _body_ids(self, path: str) -> set[str]:
+        out: set[str] = set()
+        for it in items(self.text(path) or ""):
+            if not it.startswith("#") and re.search(r"\)\s*\{", it):
+                out.update(_ID.findall(it))
+        return out
 
     def _old(self, path: str) -> str | None:
         data = self.previous.get(path)
@@ -314,7 +375,12 @@ class Carrier:
         for path in changed:
             key = (path, already)
             if key not in self._names:
-                self._names[key] = changed_names(self._old(path), self.text(path), already)
+                def included(name: str, path: str = path) -> bool:
+                    return any(os.path.normpath(c) in already for c in (
+                        os.path.join(os.path.dirname(path), name),
+                        os.path.join(self.root, "include", name),
+                        os.path.join(self.root, name)))
+                self._names[key] = changed_names(self._old(path), self.text(path), included)
             got = self._names[key]
             if got is None:
                 return None
@@ -335,6 +401,19 @@ class Carrier:
         named = identifiers(main_text)
         for c in facts.calls:
             named.update(_ID.findall(c.callee))
+            if c.macro:
+                named.add(c.macro)
+        changed_set = set(changed)
+        for inc in includes:
+            if inc == main or not self._in_scope(self._rel(inc)):
+                continue
+            # The functions of a header in scope are facts of this TU too: what
+            # their bodies name (macros, constants) counts as seen. A changed
+            # header in scope contributes its function definitions' names.
+            if inc not in changed_set:
+                named |= self._ids(inc)
+            else:
+                named |= self._body_ids(inc)
         for f in facts.functions:
             for p in f.params:
                 named.update(_ID.findall(p.type))
@@ -367,6 +446,8 @@ def _moved_call(c: Call, m: dict[int, int]) -> Call:
     DECLARE_OBJ_CHECKERS, passes the line its invocation ends on) moves with
     it: an integer value naming one of the few lines from the call on."""
     line = m[c.line] if c.line > 0 else c.line
+    if not c.macro:
+        return replace(c, line=line)  # a constant written as such stays as it is
     values = tuple(
         str(m[int(v)]) if v is not None and v.isdigit() and c.line <= int(v) <= c.line + 20
         and int(v) in m else v

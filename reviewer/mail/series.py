@@ -90,7 +90,14 @@ def _header(msg: EmailMessage, name: str, default: str = "") -> str:
             if name.lower() in ("from", "to", "cc") and m:
                 # One address, its name defused: no group, list or address syntax.
                 display = re.sub(r'[:;,<>"\\@]', " ", text[: m.start()])
-                return email.utils.formataddr((" ".join(display.split()), m.group(1)))
+                display = " ".join(display.split())
+                try:
+                    return email.utils.formataddr((display, m.group(1)))
+                except (UnicodeError, ValueError):
+                    # Bytes that are not text (surrogates from a non-UTF-8
+                    # header): replacement characters, never an exception.
+                    text = display.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                    return f"{text} <{m.group(1)}>".strip()
             return text
     return default
 
