@@ -108,6 +108,9 @@ def gc_paused() -> Iterator[None]:
 
 
 MAX_VARIANTS = 8
+# What reading a corrupt (truncated, tampered, foreign) entry can raise.
+_BAD = (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError, IndexError,
+        pickle.UnpicklingError)
 
 
 class FactCache:
@@ -124,49 +127,63 @@ class FactCache:
     def _dir(self, key: str) -> str:
         return os.path.join(self.dir, key[:2], key)
 
+    def _variants(self, key: str) -> Iterator[str]:
+        """The entry files of a key, newest first."""
+        d = self._dir(key)
+        try:
+            names = sorted(os.listdir(d), reverse=True)
+        except OSError:
+            return
+        for name in names:
+            if name.endswith(".pickle"):
+                yield os.path.join(d, name)
+
+    @staticmethod
+    def _open(path: str) -> tuple[dict[str, str], bytes]:
+        """An entry's includes (path -> content hash) and its undecoded facts;
+        ValueError (or another of _BAD) for a corrupt one. Two pickles, the
+        first length-prefixed: the includes are checked before the (much
+        larger) facts are decoded."""
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        checksum, _, data = raw.partition(b"\n")
+        if hashlib.sha256(data).hexdigest().encode() != checksum:
+            raise ValueError("checksum mismatch")
+        n = int.from_bytes(data[:8], "little")
+        with gc_paused():
+            includes = _FactsUnpickler(io.BytesIO(data[8:8 + n])).load()
+        if not isinstance(includes, dict):
+            raise ValueError("not a cache entry")
+        return includes, data[8 + n:]
+
+    @staticmethod
+    def _decode(payload: bytes) -> TUFacts:
+        with gc_paused():
+            facts = _FactsUnpickler(io.BytesIO(payload)).load()
+        if not isinstance(facts, TUFacts):
+            raise ValueError("not a cache entry")
+        if facts.schema != SCHEMA_VERSION:
+            raise ValueError(f"facts schema {facts.schema} != {SCHEMA_VERSION}")
+        return facts
+
     def get(self, key: str, hashes: Callable[[str], str]) -> TUFacts | None:
         """The entry for `key` whose included headers all still hash the same.
 
         One key (a TU's content and flags) can have several variants, one per
         set of header contents: scanning a series switches headers back and
         forth, and a single slot per key would make every version evict the
-        other's entry."""
+        other's entry. A corrupt entry is counted, removed and skipped."""
         if not self.enabled:
             return None
-        d = self._dir(key)
-        try:
-            names = sorted(os.listdir(d), reverse=True)
-        except OSError:
-            return None
-        for name in names:
-            if not name.endswith(".pickle"):
-                continue
-            path = os.path.join(d, name)
+        for path in self._variants(key):
             try:
-                with open(path, "rb") as fh:
-                    raw = fh.read()
-                checksum, _, data = raw.partition(b"\n")
-                if hashlib.sha256(data).hexdigest().encode() != checksum:
-                    raise ValueError("checksum mismatch")
-                # Two pickles, the first length-prefixed: the includes are checked
-                # before the (much larger) facts are decoded.
-                n = int.from_bytes(data[:8], "little")
-                with gc_paused():
-                    includes = _FactsUnpickler(io.BytesIO(data[8:8 + n])).load()
-                    if not isinstance(includes, dict):
-                        raise ValueError("not a cache entry")
-                    if any(hashes(inc) != h for inc, h in includes.items()):
-                        continue  # another version of the headers
-                    facts = _FactsUnpickler(io.BytesIO(data[8 + n:])).load()
-                if not isinstance(facts, TUFacts):
-                    raise ValueError("not a cache entry")
-                if facts.schema != SCHEMA_VERSION:
-                    raise ValueError(f"facts schema {facts.schema} != {SCHEMA_VERSION}")
-                return facts
+                includes, payload = self._open(path)
+                if any(hashes(inc) != h for inc, h in includes.items()):
+                    continue  # another version of the headers
+                return self._decode(payload)
             except FileNotFoundError:
                 continue
-            except (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError,
-                    IndexError, pickle.UnpicklingError):
+            except _BAD:
                 self.rejected += 1
                 with contextlib.suppress(OSError):
                     os.unlink(path)
@@ -179,34 +196,15 @@ class FactCache:
         other headers: its facts, its includes, and which of them changed."""
         if not self.enabled or not before:
             return None
-        d = self._dir(key)
-        try:
-            names = sorted(os.listdir(d), reverse=True)
-        except OSError:
-            return None
-        for name in names:
-            if not name.endswith(".pickle"):
-                continue
+        for path in self._variants(key):
             try:
-                with open(os.path.join(d, name), "rb") as fh:
-                    raw = fh.read()
-                checksum, _, data = raw.partition(b"\n")
-                if hashlib.sha256(data).hexdigest().encode() != checksum:
-                    continue  # get() drops it
-                n = int.from_bytes(data[:8], "little")
-                with gc_paused():
-                    includes = _FactsUnpickler(io.BytesIO(data[8:8 + n])).load()
-                    if not isinstance(includes, dict):
-                        continue
-                    changed = [inc for inc, h in includes.items() if hashes(inc) != h]
-                    if not changed or any(before.get(inc) != includes[inc] for inc in changed):
-                        continue
-                    facts = _FactsUnpickler(io.BytesIO(data[8 + n:])).load()
-                if isinstance(facts, TUFacts) and facts.schema == SCHEMA_VERSION:
-                    return facts, includes, changed
-            except (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError,
-                    IndexError, pickle.UnpicklingError):
-                continue
+                includes, payload = self._open(path)
+                changed = [inc for inc, h in includes.items() if hashes(inc) != h]
+                if not changed or any(before.get(inc) != includes[inc] for inc in changed):
+                    continue
+                return self._decode(payload), includes, changed
+            except _BAD:
+                continue  # get() counts and removes it
         return None
 
     def put(self, key: str, facts: TUFacts, includes: dict[str, str]) -> None:
