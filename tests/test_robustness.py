@@ -241,7 +241,10 @@ def test_compile_db_empty_and_not_a_list(work: dict[str, str], tmp_path: object)
         assert what in _one_line_error(r)
 
 
-def test_pathological_c_is_bounded(tmp_path: object) -> None:
+@pytest.mark.parametrize("zygote", ["0", "1"])
+def test_pathological_c_is_bounded(tmp_path: object, zygote: str) -> None:
+    """Both ways of forking the per-TU children (from here, or from the zygote
+    that whole-tree runs use) bound the same things the same way."""
     root = str(tmp_path)
     m = os.path.join(root, "migration")
     os.makedirs(m)
@@ -257,7 +260,8 @@ def test_pathological_c_is_bounded(tmp_path: object) -> None:
     with open(os.path.join(m, "garbage.c"), "wb") as fh:
         fh.write(bytes(random.Random(1).randrange(256) for _ in range(20000)))
     t0 = time.monotonic()
-    r = run_cli("facts", "--root", root, "migration", "--no-cache", "-j", "2", "-f", "json")
+    r = run_cli("facts", "--root", root, "migration", "--no-cache", "-j", "2", "-f", "json",
+                env={"REVIEWER_ZYGOTE": zygote})
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     probs = "\n".join(doc["problems"])
@@ -271,8 +275,8 @@ def test_pathological_c_is_bounded(tmp_path: object) -> None:
     with open(os.path.join(m, "many.c"), "w") as fh:
         fh.write("".join(f"void g{i}(void);\nvoid f{i}(void) {{ g{i}(); }}\n"
                          for i in range(20000)))
-    r = run_cli("facts", "--root", root, "migration/many.c", "--no-cache",
-                env={"REVIEWER_TU_TIMEOUT": "1"})
+    r = run_cli("facts", "--root", root, "migration/many.c", "migration/fine.c", "--no-cache",
+                env={"REVIEWER_TU_TIMEOUT": "1", "REVIEWER_ZYGOTE": zygote})
     assert "many.c: took longer than 1 s" in r.stderr, r.stderr
     assert time.monotonic() - t0 < 60
 
@@ -369,3 +373,16 @@ def test_mbox_scan_interrupted_leaves_no_clone(work: dict[str, str], tmp_path: o
     assert b"Traceback" not in err, err
     assert repo_state(work["repo"]) == before
     _no_scratch(cache)
+
+
+def test_zygote_and_forked_children_give_the_same_facts() -> None:
+    """The zygote only changes which process forks the children."""
+    from .conftest import FIXTURES
+
+    docs = []
+    for zygote in ("0", "1"):
+        r = run_cli("facts", "--root", FIXTURES, "extract", "rules", "--no-cache", "-j", "2",
+                    "-f", "json", "--with-body", env={"REVIEWER_ZYGOTE": zygote})
+        assert r.returncode == 0, r.stderr
+        docs.append(json.loads(r.stdout))
+    assert docs[0] == docs[1] and docs[0]["parsed"] > 10
