@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 
+import pytest
+
 from reviewer.extract.delta import changed_names
 from reviewer.extract.runner import run
 
@@ -194,3 +196,43 @@ def test_out_of_scope_header(tmp_path: object) -> None:
     got = facts({path: before})
     assert (got.parsed, got.carried) == (0, 3)
     assert got.facts.tus == facts(use_cache=False).facts.tus
+
+
+def test_check_carries_facts_across_a_staged_header(tmp_path: object,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`reviewer check` gives the committed version of a staged header as the
+    previous one: TUs that cannot see the change keep their facts, and the
+    result is the same as without the carry-over."""
+    import reviewer.extract.runner as runner
+    from reviewer.check import check
+    from reviewer.model import load_model
+
+    from .test_scan import git
+
+    d = os.path.join(str(tmp_path), "repo")
+    _tree(d)
+    git(d, "init", "-q")
+    git(d, "add", "-A")
+    git(d, "commit", "-qm", "base")
+    cache = os.path.join(str(tmp_path), "cache")
+    with open(os.path.join(d, "hw", "dev.h")) as fh:
+        text = fh.read()
+    with open(os.path.join(d, "hw", "dev.h"), "w") as fh:
+        fh.write(text.replace("    int level;", "    int level;\n    int spare;"))
+    git(d, "add", "hw/dev.h")
+    seen: list[int] = []
+    real = runner.run
+
+    def spy(*args, **kw):  # type: ignore[no-untyped-def]
+        got = real(*args, **kw)
+        seen.append(got.carried)
+        return got
+
+    monkeypatch.setattr("reviewer.check.run", spy)
+    got = check(d, paths=["hw"], cache_dir=cache, model=load_model(), jobs=1)
+    assert seen[-1] == 3  # the staged side: every TU kept its facts
+    monkeypatch.setattr("reviewer.check.run", lambda *a, **kw: real(*a, **{**kw, "previous": None}))
+    plain = check(d, paths=["hw"], cache_dir=os.path.join(str(tmp_path), "c2"),
+                  model=load_model(), jobs=1)
+    assert [f.fingerprint for f in got.new] == [f.fingerprint for f in plain.new]
+    assert [f.fingerprint for f in got.fixed] == [f.fingerprint for f in plain.fixed]
