@@ -21,7 +21,7 @@ import tempfile
 
 from reviewer.extract.flags import plan_flags
 from reviewer.extract.runner import run
-from reviewer.scan import _inside, _materialise
+from reviewer.scan import _materialise, previous_of
 from reviewer.vcs.git import Repository
 
 
@@ -49,11 +49,7 @@ def main() -> int:
             progress=False, scope=scope)
         total_parsed = total_carried = 0
         for c in commits:
-            previous: dict[str, bytes | None] = {}
-            for ch in _materialise(repo, tree, prev, c.sha):
-                if _inside(tree, ch.path):
-                    previous[os.path.join(tree, ch.path)] = None if ch.status == "A" else (
-                        repo.blob(prev, ch.old_path or ch.path))
+            previous = previous_of(repo, tree, prev, _materialise(repo, tree, prev, c.sha))
             prev = c.sha
             plan = plan_flags(tree, args.build_dir, None, cache, source_root=repo.root)
             got = run(list(args.paths), root=tree, plan=plan, cache_dir=cache, jobs=args.jobs,

@@ -257,6 +257,16 @@ def _materialise(repo: Repository, tree: str, prev: str, sha: str) -> list[Chang
     return changes
 
 
+def previous_of(repo: Repository, tree: str, prev: str, changes: list[Change]
+                ) -> dict[str, bytes | None]:
+    """What each changed file was at `prev` (None: it did not exist), keyed by
+    its path in the tree: a TU whose cached facts came from that version may
+    keep them (reviewer.extract.delta)."""
+    return {os.path.join(tree, ch.path): None if ch.status == "A" else (
+                repo.blob(prev, ch.old_path or ch.path))
+            for ch in changes if _inside(tree, ch.path)}
+
+
 def _inside(tree: str, rel: str) -> bool:
     """A path from the repository stays inside the scratch tree (a crafted tree
     object can name "../x" or an absolute path; git itself refuses to check
@@ -438,14 +448,8 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
         prev = base
         for c in commits:
             files = sorted({ch.path for ch in changes_of[c.sha]})
-            previous: dict[str, bytes | None] = {}
-            if tree:
-                for ch in _materialise(repo, tree, prev, c.sha):
-                    # What each changed file was: a TU whose cached facts came
-                    # from that version may keep them (reviewer.extract.delta).
-                    if _inside(tree, ch.path):
-                        previous[os.path.join(tree, ch.path)] = None if ch.status == "A" else (
-                            repo.blob(prev, ch.old_path or ch.path))
+            previous = previous_of(repo, tree, prev, _materialise(repo, tree, prev, c.sha)
+                                   ) if tree else {}
             prev = c.sha
             patch = PatchReport(c, files, message_id=message_id_of(c.message))
             if c.is_merge:

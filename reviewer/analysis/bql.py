@@ -121,8 +121,13 @@ class BqlAnalysis:
 
     def callee_valuation(self, site_call: Call, callee: FunctionInfo,
                          caller_val: dict[str, bool]) -> Valuation:
+        """The callee's valuation at a call: its bool parameters given as
+        constants or as the caller's valued parameters, and the conditions the
+        model assumes on this caller -> callee edge ([[assume]])."""
+        assumed = tuple((a.condition, a.value) for a in
+                        self.m.assumptions.get((site_call.caller, callee.name), ()))
         if not callee.valuation_params:
-            return ()
+            return tuple(sorted(assumed))
         names = [p.name for p in callee.fact.params]
         prm = dict(site_call.param_args)
         out: list[tuple[str, bool]] = []
@@ -135,7 +140,7 @@ class BqlAnalysis:
                 out.append((sp, False))
             elif i in prm and prm[i] in caller_val:
                 out.append((sp, caller_val[prm[i]]))
-        return tuple(sorted(out))
+        return tuple(sorted({*out, *assumed}))
 
 
 class _Run:
@@ -280,8 +285,6 @@ class _Run:
         return st
 
     def cond(self, text: str) -> Cond:
-        # A valuation may name a condition the model assumes (`se->vmsd`), not
-        # only a parameter.
         return classify_cond(text, self.m, self.cond_names)
 
     def _refine(self, c: Cond, st: St, holds: bool) -> St:

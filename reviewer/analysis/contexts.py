@@ -102,7 +102,6 @@ class Contexts:
                 self.steps[st] = step
                 self._length[st] = 1
                 queue.append(st)
-        assumptions = self.p.model.assumptions
         coroutine_regs: dict[tuple[str, int], list[str]] = {}
         for reg in self.p.registrations:
             if reg.context == "coroutine":
@@ -130,9 +129,6 @@ class Contexts:
                 for key in keys:
                     callee = self.p.functions[key]
                     val = self.bql.callee_valuation(site.call, callee, caller_val)
-                    assumed = assumptions.get((info.name, callee.name))
-                    if assumed:
-                        val = tuple(sorted({*val, *((a.condition, a.value) for a in assumed)}))
                     obj = self.p.callee_bindings(site.call, info, callee, st.obj)
                     how = "field" if site.call.via == "field" else "call"
                     for b in _bits(mask):

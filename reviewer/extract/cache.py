@@ -44,6 +44,20 @@ _LAYOUT = ";".join(
 )
 
 
+def write_atomic(path: str, data: bytes) -> None:
+    """Write a file through a temporary one and a rename: readers see the old
+    content or the new one, never a part."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def default_cache_dir() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "qemu-reviewer")
@@ -230,15 +244,7 @@ class FactCache:
             for old in stale:
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(d, old))
-            fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(entry)
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_atomic(path, entry)
         except OSError as exc:
             self.warning = f"cache not written ({exc.strerror or exc}); results are unaffected"
 

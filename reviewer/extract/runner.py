@@ -423,8 +423,7 @@ def _map_zygote(jobs_list: list[Job], workers: int) -> Iterator[tuple[int, JobRe
                 for i in [i for i, end in running.items() if end <= now]:
                     del running[i]
                     conn.send(("kill", i))
-                    done[i] = (_skipped(jobs_list[i], f"took longer than {timeout:g} s "
-                                        "(REVIEWER_TU_TIMEOUT); skipped"), [])
+                    done[i] = (_timed_out(jobs_list[i], timeout), [])
             while out in done:
                 yield out, done.pop(out)
                 out += 1
@@ -523,8 +522,7 @@ def _map_forked(jobs_list: list[Job], workers: int) -> Iterator[tuple[int, JobRe
                     i, pid, _, _ = running.pop(fd)
                     _kill(pid)
                     os.close(fd)
-                    done[i] = (_skipped(jobs_list[i], f"took longer than {timeout:g} s "
-                                        "(REVIEWER_TU_TIMEOUT); skipped"), [])
+                    done[i] = (_timed_out(jobs_list[i], timeout), [])
             while out in done:
                 yield out, done.pop(out)
                 out += 1
@@ -532,6 +530,10 @@ def _map_forked(jobs_list: list[Job], workers: int) -> Iterator[tuple[int, JobRe
         for fd, (_, pid, _, _) in running.items():
             _kill(pid)
             os.close(fd)
+
+
+def _timed_out(job: Job, timeout: float) -> TUFacts:
+    return _skipped(job, f"took longer than {timeout:g} s (REVIEWER_TU_TIMEOUT); skipped")
 
 
 def _kill(pid: int) -> None:
@@ -588,8 +590,7 @@ def _extract_bounded(job: Job, timeout: float, memory: int) -> JobResult:
             ready, _, _ = select.select([r], [], [], max(0.0, end - time.monotonic()))
             if not ready:
                 _kill(pid)
-                return _skipped(job, f"took longer than {timeout:g} s "
-                                "(REVIEWER_TU_TIMEOUT); skipped"), []
+                return _timed_out(job, timeout), []
             chunk = os.read(r, 1 << 20)
             if not chunk:
                 return _collect_child(job, _wait(pid), b"".join(data), memory)
