@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import importlib.util
 import os
 import re
 from dataclasses import dataclass, field
@@ -126,6 +127,7 @@ _CONSTANT_LITERALS = frozenset(
 )
 _STMT_IN_EXPR = frozenset({_k_DECL_STMT, _k_IF, _k_RETURN, _k_FOR, _k_WHILE})
 _WRAPPERS = frozenset({_k_UNEXPOSED_EXPR, _k_PAREN, _k_CSTYLE_CAST, _k_UNARY})
+_PEELED = frozenset({_k_UNEXPOSED_EXPR, _k_PAREN})  # what _value looks through
 _TOP_KINDS = frozenset({_k_FUNCTION, _k_VAR})
 # Cursors that never have children in C: not worth a clang_visitChildren call.
 # (~45,000 of the ~235,000 visited over migration/; none had a child, measured
@@ -167,6 +169,125 @@ def _kids(c: ci.Cursor) -> list[ci.Cursor]:
     return acc
 
 
+# What _Walker._expr does with a cursor of each kind, for the compiled
+# helper's rv_frontier: the kinds it handles (kept), the ones it returns on at
+# once (skipped), and two it handles only in some cases. Every other kind goes
+# to _expr's last branch, which only recurses into the children: the helper
+# looks through those without a call back into Python. Keep in step with _expr.
+_EXPR_KEEP = frozenset({_k_CALL, _k_COMPOUND, _k_UNARY, *_STMT_IN_EXPR})
+_EXPR_SKIP = frozenset({_k_SIZEOF, *_LEAVES})
+_HELPER_VERSION = 2
+_STRIP, _PEEL = 1, 2  # rv_strip's masks: _strip's wrappers, _value's
+_DecideFile = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+
+
+class _Helper:
+    """The compiled accelerator (_walk.c) through ctypes: the same cursors the
+    pure-Python loops would give, fewer calls across the ctypes boundary."""
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self.lib = lib
+        names = ("clang_visitChildren", "clang_getCursorLocation",
+                 "clang_Location_isFromMainFile", "clang_getFileLocation",
+                 "clang_getCursorBinaryOperatorKind", "clang_getCursorReferenced",
+                 "clang_getInclusions", "clang_getFileName", "clang_getCString",
+                 "clang_disposeString")
+        fns = (ctypes.c_void_p * len(names))(
+            *(ctypes.cast(getattr(_lib, n), ctypes.c_void_p).value for n in names))
+        table = (ctypes.c_ubyte * 1024)()
+        for k in _EXPR_KEEP:
+            table[k] = 2
+        for k in _EXPR_SKIP:
+            table[k] = 1
+        table[_k_UNEXPOSED_EXPR] = 3  # a RecoveryExpr starts with a function's name
+        table[_k_BINARY] = 4  # an assignment
+        wrappers = (ctypes.c_ubyte * 1024)()
+        for k in _WRAPPERS:
+            wrappers[k] |= _STRIP
+        for k in _PEELED:
+            wrappers[k] |= _PEEL
+        lib.rv_init.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
+                                ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.rv_init.restype = None
+        lib.rv_init(fns, table, wrappers, _ASSIGN, _k_DECL_REF, _k_FUNCTION, _k_VAR)
+        lib.rv_strip.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+        lib.rv_strip.restype = None
+        lib.rv_top.argtypes = [ci.Cursor, ctypes.c_void_p, ctypes.c_size_t, _DecideFile]
+        lib.rv_top.restype = ctypes.c_size_t
+        lib.rv_frontier.argtypes = [ci.Cursor, ctypes.c_void_p, ctypes.c_size_t]
+        lib.rv_frontier.restype = ctypes.c_size_t
+        lib.rv_includes.argtypes = [ci.TranslationUnit, ctypes.c_char_p, ctypes.c_size_t]
+        lib.rv_includes.restype = ctypes.c_size_t
+        self._grow(4096)
+        self._names = ctypes.create_string_buffer(1 << 16)
+
+    def _grow(self, n: int) -> None:
+        self.cap = n
+        self.buf = (ci.Cursor * n)()
+
+    def _cursors(self, n: int, tu: Any) -> list[ci.Cursor]:
+        if not n:
+            return []
+        out = list((ci.Cursor * n).from_buffer_copy(self.buf))
+        for c in out:
+            c._tu = tu
+        return out
+
+    def top(self, root: ci.Cursor, decide: Any) -> list[ci.Cursor]:
+        while True:
+            n = self.lib.rv_top(root, self.buf, self.cap, decide)
+            if n == ctypes.c_size_t(-1).value:
+                raise MemoryError("rv_top")
+            if n <= self.cap:
+                return self._cursors(n, root._tu)
+            self._grow(n)
+
+    def frontier(self, c: ci.Cursor) -> list[ci.Cursor] | None:
+        """None: nested deeper than the helper follows (the caller recurses)."""
+        while True:
+            n = self.lib.rv_frontier(c, self.buf, self.cap)
+            if n == ctypes.c_size_t(-1).value:
+                return None
+            if n <= self.cap:
+                return self._cursors(n, c._tu)
+            self._grow(n)
+
+    def strip(self, c: ci.Cursor, mask: int) -> ci.Cursor:
+        out = ci.Cursor.from_buffer_copy(c)
+        self.lib.rv_strip(ctypes.byref(out), mask)
+        out._tu = c._tu
+        return out
+
+    def includes(self, tu: ci.TranslationUnit) -> list[str]:
+        while True:
+            n = self.lib.rv_includes(tu, self._names, len(self._names))
+            if n <= len(self._names):
+                raw = self._names.raw[:n]
+                return [b.decode("utf-8", "surrogateescape") for b in raw.split(b"\0")[:-1]]
+            self._names = ctypes.create_string_buffer(n)
+
+
+def _load_helper() -> _Helper | None:
+    """The helper if it was built (setup.py; it needs a C compiler at install
+    time) and REVIEWER_WALK_HELPER is not 0; else None: the walk is pure Python."""
+    if os.environ.get("REVIEWER_WALK_HELPER", "1") == "0":
+        return None
+    spec = importlib.util.find_spec("reviewer.extract._walk")
+    if spec is None or not spec.origin:
+        return None
+    try:
+        lib = ctypes.CDLL(spec.origin)
+        lib.rv_version.restype = ctypes.c_int
+        if lib.rv_version() != _HELPER_VERSION:
+            return None
+        return _Helper(lib)
+    except (OSError, AttributeError):
+        return None
+
+
+_HELPER = _load_helper()
+
+
 @functools.cache
 def _rel(path: str, root: str) -> str:
     """path relative to root when inside it. Memoised for the process: a worker
@@ -178,6 +299,11 @@ def _rel(path: str, root: str) -> str:
 
 
 def _strip(c: ci.Cursor) -> ci.Cursor:
+    """c without the casts, parentheses and unary operators around one operand."""
+    if c._kind_id not in _WRAPPERS:
+        return c
+    if _HELPER is not None:
+        return _HELPER.strip(c, _STRIP)
     while c._kind_id in _WRAPPERS:
         kids = _kids(c)
         if len(kids) != 1:
@@ -298,10 +424,14 @@ class _Walker:
             return False
         ok = self._scope_memo.get(ptr)
         if ok is None:
-            name = self._file_name(ptr)
-            ok = name.endswith(".h") and self.in_scope(name)
+            ok = self._decide(ptr)
             self._scope_memo[ptr] = ok
         return ok
+
+    def _decide(self, ptr: int) -> bool:
+        """Is this header (a CXFile's address) in scope?"""
+        name = self._file_name(ptr)
+        return name.endswith(".h") and self.in_scope(name)
 
     def in_scope(self, rel: str) -> bool:
         return rel == self.main or any(
@@ -311,6 +441,13 @@ class _Walker:
     # -- top level ---------------------------------------------------------------
 
     def run(self) -> None:
+        root = self.tu.cursor
+        if _HELPER is not None:
+            decide = _DecideFile(self._decide) if self.scope else _DecideFile()
+            get_location = _lib.clang_getCursorLocation
+            for cur in _HELPER.top(root, decide):
+                self._top(cur, get_location(cur))
+            return
         # Only function and variable declarations matter, and a TU has ~10,000
         # top-level cursors, mostly from headers: filter by kind inside the
         # visitor, before any Python cursor is kept or located.
@@ -321,7 +458,6 @@ class _Walker:
                 acc.append(child)
             return _CONTINUE
 
-        root = self.tu.cursor
         _lib.clang_visitChildren(root, _CursorVisitor(visit), top)
         # ~7,000 of these per TU are from headers out of scope; local names
         # keep the per-cursor cost down to the two or three libclang calls.
@@ -335,10 +471,13 @@ class _Walker:
             ):
                 continue
             cur._tu = root._tu
-            if cur._kind_id == _k_FUNCTION:
-                self._function(cur, loc)
-            else:
-                self._var_stores(cur, "", self._obj_key(cur))
+            self._top(cur, loc)
+
+    def _top(self, cur: ci.Cursor, loc: ci.SourceLocation) -> None:
+        if cur._kind_id == _k_FUNCTION:
+            self._function(cur, loc)
+        else:
+            self._var_stores(cur, "", self._obj_key(cur))
 
     def _function(self, cur: ci.Cursor, loc: ci.SourceLocation) -> None:
         name: str = cur.spelling
@@ -582,15 +721,22 @@ class _Walker:
             return
         if k in _LEAVES:
             return
-        kids = _kids(c)
-        if k == _k_UNARY and len(kids) == 1 and kids[0]._kind_id == _k_DECL_REF:
-            # `&vmstate_foo` in code: counted, so that the analysis knows
-            # which objects are only ever handed to the functions that load them.
-            r = kids[0].referenced
-            if r is not None and r._kind_id == _k_VAR and c.type.kind == ci.TypeKind.POINTER:
-                okey = self._obj_key(r)
-                if okey:
-                    self.addressed[okey] = self.addressed.get(okey, 0) + 1
+        if k == _k_UNARY:
+            kids = _kids(c)
+            if len(kids) == 1 and kids[0]._kind_id == _k_DECL_REF:
+                # `&vmstate_foo` in code: counted, so that the analysis knows
+                # which objects are only ever handed to the functions that load them.
+                r = kids[0].referenced
+                if (r is not None and r._kind_id == _k_VAR
+                        and c.type.kind == ci.TypeKind.POINTER):
+                    okey = self._obj_key(r)
+                    if okey:
+                        self.addressed[okey] = self.addressed.get(okey, 0) + 1
+        else:
+            # Nothing else to do here but recurse: the helper skips the
+            # cursors that would only be recursed through.
+            found = _HELPER.frontier(c) if _HELPER is not None else None
+            kids = found if found is not None else _kids(c)
         for ch in kids:
             self._expr(ch, ctx, out)
 
@@ -732,11 +878,16 @@ class _Walker:
     def _value(self, a: ci.Cursor) -> str | None:
         is_bool = a.type.kind == ci.TypeKind.BOOL
         s = a
-        while s._kind_id in (_k_UNEXPOSED_EXPR, _k_PAREN):
-            kids = _kids(s)
-            if len(kids) != 1:
-                break
-            s = kids[0]
+        if s._kind_id not in _PEELED:
+            pass
+        elif _HELPER is not None:
+            s = _HELPER.strip(s, _PEEL)
+        else:
+            while s._kind_id in _PEELED:
+                kids = _kids(s)
+                if len(kids) != 1:
+                    break
+                s = kids[0]
         k = s._kind_id
         if k == _k_CSTYLE_CAST and s.type.kind == ci.TypeKind.POINTER:
             inner = _strip(s)
@@ -899,6 +1050,17 @@ class _Walker:
             self._store(_parent_record(ref), ref.spelling, fn, c, "assign", in_function)
 
 
+# Set in a forked per-TU child that ends with os._exit: each TU and its index
+# are kept instead of disposed of. Freeing a QEMU TU's AST costs ~1.5 ms (about
+# 1% of its parse), and the exit frees the memory anyway.
+_KEPT: list[Any] | None = None
+
+
+def keep_translation_units() -> None:
+    global _KEPT
+    _KEPT = []
+
+
 def extract(
     path: str,
     args: list[str],
@@ -923,6 +1085,8 @@ def extract(
         )
     except ci.TranslationUnitLoadError as exc:
         raise ParseFailure(f"libclang could not parse {path}: {exc}") from exc
+    if _KEPT is not None:
+        _KEPT.append((index, tu))
     walker = _Walker(tu, root, walker_rel(path, root), scope, sources)
     walker.run()
     diags: list[Diagnostic] = []
@@ -971,6 +1135,8 @@ def _included_files(tu: ci.TranslationUnit) -> set[str]:
     Like {inc.include.name for inc in tu.get_includes()}, without building a
     FileInclusion (and locating its #include line) for each of ~700 inclusions.
     """
+    if _HELPER is not None:
+        return set(_HELPER.includes(tu))
     names: set[str] = set()
 
     def visit(f: Any, _stack: Any, depth: int, _data: Any) -> None:

@@ -203,6 +203,9 @@ def _child(job: Job, fd: int, memory: int) -> None:
                 size = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
             resource.setrlimit(resource.RLIMIT_AS, (size + memory, resource.RLIM_INFINITY))
         try:
+            from reviewer.extract import clangwalk
+
+            clangwalk.keep_translation_units()  # this process ends with os._exit
             out = _extract_job(job)
             if _depth(out[0]) > MAX_DEPTH:
                 out = (_skipped(job, f"statements nested more than {MAX_DEPTH} deep; skipped"),
