@@ -5,8 +5,10 @@ The tree before the range is materialised once in a scratch directory (git
 archive, outside the user's repository); each commit then only rewrites the
 files it changed, and the fact cache re-parses only the TUs whose content or
 headers changed. Each version of the tree is analysed once: the "after" of a
-patch is the "before" of the next. Findings are matched across versions by
-fingerprint (rule, function, symbols), never by line.
+patch is the "before" of the next. With more than one job, a version's
+analysis runs in a forked child on a snapshot of the files it reads, while the
+next version is materialised and parsed. Findings are matched across versions
+by fingerprint (rule, function, symbols), never by line.
 """
 
 from __future__ import annotations
@@ -17,17 +19,20 @@ import functools
 import hashlib
 import json
 import os
+import pickle
 import shutil
-from collections.abc import Iterator
+import signal
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from reviewer.analysis.engine import analyze
+from reviewer.analysis.engine import analyze, read_source
 from reviewer.errors import UserError
 from reviewer.extract.cache import default_cache_dir
+from reviewer.extract.facts import FactSet
 from reviewer.extract.flags import plan_flags
-from reviewer.extract.runner import run
+from reviewer.extract.runner import RunResult, run
 from reviewer.findings import Finding, Related
 from reviewer.model import ApiModel
 from reviewer.vcs.git import Change, CommitInfo, Repository, message_id_of
@@ -309,15 +314,37 @@ def _scratch(cache_dir: str, repo: Repository, key: str = "") -> Iterator[str]:
             shutil.rmtree(tree, ignore_errors=True)
 
 
-def _version(sha: str, tree: str, paths: list[str], build_dir: str | None,
-             source_root: str | None, cache_dir: str, jobs: int | None, model: ApiModel,
-             preview: bool, progress: bool | None, resource_dir: str | None,
-             previous: dict[str, bytes | None] | None = None) -> Version:
+def _extract(tree: str, paths: list[str], build_dir: str | None, source_root: str | None,
+             cache_dir: str, jobs: int | None, progress: bool | None,
+             resource_dir: str | None, previous: dict[str, bytes | None] | None) -> RunResult:
     present = [p for p in paths if os.path.exists(os.path.join(tree, p))]
     plan = plan_flags(tree, build_dir, resource_dir, cache_dir, source_root=source_root)
-    result = run(present, root=tree, plan=plan, cache_dir=cache_dir, jobs=jobs,
-                 progress=progress, previous=previous)
-    analysis = analyze(result.facts, model, root=tree, preview=preview)
+    return run(present, root=tree, plan=plan, cache_dir=cache_dir, jobs=jobs,
+               progress=progress, previous=previous)
+
+
+def _snapshot(tree: str, facts: FactSet) -> dict[str, bytes | None]:
+    """Every file an analysis of this version reads, read now (None: absent):
+    the TUs and the files their functions, calls and stores are in
+    (suppression comments, excerpts) and each TU directory's trace-events.
+    With it the analysis can run while the tree moves on to the next version."""
+    rels = {tu.file for tu in facts.tus}
+    for tu in facts.tus:
+        rels.add(os.path.join(os.path.dirname(tu.file), "trace-events"))
+        rels.update(fn.file for fn in tu.functions)
+        rels.update(c.file for c in tu.calls)
+        rels.update(st.file for st in tu.field_stores)
+    out: dict[str, bytes | None] = {}
+    for rel in rels:
+        path = rel if os.path.isabs(rel) else os.path.join(tree, rel)
+        out[path] = read_source(path, None)
+    return out
+
+
+def _analysed(sha: str, tree: str, result: RunResult, model: ApiModel, preview: bool,
+              sources: dict[str, bytes | None]) -> Version:
+    """The analysis of one version, reading files only from `sources`."""
+    analysis = analyze(result.facts, model, root=tree, preview=preview, sources=sources)
     ctx = analysis.context
     assert ctx is not None
     contexts: dict[str, dict[str, str]] = {}
@@ -335,18 +362,96 @@ def _version(sha: str, tree: str, paths: list[str], build_dir: str | None,
             c = site.call
             if c.via == "direct":
                 calls.setdefault(c.callee, []).append((c.file, c.line, info.name, len(c.values)))
-    excerpts = {f.fingerprint: _excerpt(tree, f.file, f.line) for f in analysis.findings}
+    excerpts = {f.fingerprint: _excerpt(tree, f.file, f.line, sources)
+                for f in analysis.findings}
     degraded = [(tu.file, tu.errors) for tu in result.facts.tus if tu.degraded]
     return Version(sha, list(analysis.findings), contexts, chains, params, names, calls,
                    excerpts, degraded, list(result.problems), result.plan.mode, result.parsed)
 
 
-def _excerpt(tree: str, rel: str, line: int, around: int = 2) -> list[tuple[int, str]]:
-    try:
-        with open(os.path.join(tree, rel), encoding="utf-8", errors="replace") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
+class _Analyses:
+    """Versions analysed in forked children while the scan goes on.
+
+    A version's analysis (~0.5 s on migration/) needs only its facts and a
+    snapshot of the files it reads, so it can run while the next version is
+    materialised and parsed: with --jobs 2 that is the core a one-TU re-parse
+    leaves idle. At most `limit` run at once; results come back pickled
+    through a pipe. With a limit under 1 everything runs here, in order."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running: dict[str, tuple[int, int]] = {}  # sha -> (pid, read end)
+        self.done: dict[str, Version] = {}
+
+    def start(self, sha: str, work: Callable[[], Version]) -> None:
+        if self.limit < 1:
+            self.done[sha] = work()
+            return
+        while len(self.running) >= self.limit:
+            self.join(next(iter(self.running)))
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child; its result is checked by the parent
+            code = 0
+            try:
+                os.close(r)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+                try:
+                    out: tuple[str, Any] = ("ok", work())
+                except Exception as exc:
+                    out = ("error", exc)
+                try:
+                    data = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
+                except Exception:
+                    data = pickle.dumps(("error", RuntimeError(repr(out[1]))))
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(w, view):]
+            except BaseException:
+                code = 70
+            finally:
+                os._exit(code)
+        os.close(w)
+        self.running[sha] = (pid, r)
+
+    def join(self, sha: str) -> Version:
+        if sha in self.done:
+            return self.done[sha]
+        pid, r = self.running.pop(sha)
+        chunks = []
+        try:
+            while chunk := os.read(r, 1 << 20):
+                chunks.append(chunk)
+        finally:
+            os.close(r)
+            _, status = os.waitpid(pid, 0)
+        if not chunks:
+            raise RuntimeError(f"the analysis of {sha[:12]} ended without a result "
+                               f"(wait status {status})")
+        kind, value = pickle.loads(b"".join(chunks))
+        if kind == "error":
+            raise value
+        self.done[sha] = value
+        return value  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Stop what still runs (an error or Ctrl-C elsewhere in the scan)."""
+        for pid, r in self.running.values():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.close(r)
+            with contextlib.suppress(OSError):
+                os.waitpid(pid, 0)
+        self.running.clear()
+
+
+def _excerpt(tree: str, rel: str, line: int, sources: dict[str, bytes | None] | None = None,
+             around: int = 2) -> list[tuple[int, str]]:
+    data = read_source(os.path.join(tree, rel), sources)
+    if data is None:
         return []
+    lines = data.decode("utf-8", "replace").splitlines()
     lo, hi = max(1, line - around), min(len(lines), line + around)
     return [(i, lines[i - 1]) for i in range(lo, hi + 1)]
 
@@ -425,41 +530,53 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
                            enabled=use_cache)
     cached = {sha: vcache.get(vcache.key(sha, scope)) for sha in [base, *(c.sha for c in commits)]}
 
-    def version(sha: str, tree: str, previous: dict[str, bytes | None] | None = None
-                ) -> Version:
+    workers = jobs or os.cpu_count() or 1
+    analyses = _Analyses(workers if workers > 1 else 0)
+
+    def version(sha: str, tree: str, previous: dict[str, bytes | None] | None = None) -> None:
+        """Extract a version's facts now; its analysis may finish later."""
+        if cached.get(sha) is not None:
+            return
+        result = _extract(tree, scope, build_dir, source_root, cache, jobs, progress,
+                          resource_dir, previous)
+        analyses.start(sha, functools.partial(_analysed, sha, tree, result, model, preview,
+                                              _snapshot(tree, result.facts)))
+
+    def analysed(sha: str) -> Version:
         got = cached.get(sha)
         if got is None:
-            got = _version(sha, tree, scope, build_dir, source_root, cache, jobs, model,
-                           preview, progress, resource_dir, previous)
+            got = analyses.join(sha)
             vcache.put(vcache.key(sha, scope), got)
         return got
 
     with contextlib.ExitStack() as stack:
+        stack.callback(analyses.close)
         # Every version known already: no scratch tree, nothing to materialise.
         tree = "" if all(cached.values()) else stack.enter_context(
             _scratch(cache, repo, scratch_key))
         if tree:
             touched = [ch.path for c in commits for ch in changes_of[c.sha]]
             repo.archive_to(base, tree, unused_dirs([*scope, *touched]))
-        before = version(base, tree)
-        first = before
-        problems += before.problems
-        patches: list[PatchReport] = []
+        version(base, tree)
         prev = base
         for c in commits:
-            files = sorted({ch.path for ch in changes_of[c.sha]})
             previous = previous_of(repo, tree, prev, _materialise(repo, tree, prev, c.sha)
                                    ) if tree else {}
             prev = c.sha
+            version(c.sha, tree, previous)
+        before = analysed(base)
+        first = before
+        problems += before.problems
+        patches: list[PatchReport] = []
+        for c in commits:
+            files = sorted({ch.path for ch in changes_of[c.sha]})
             patch = PatchReport(c, files, message_id=message_id_of(c.message))
+            after = analysed(c.sha)
             if c.is_merge:
                 patch.skipped = "merge commit: not reviewed as a patch"
-                patches.append(patch)
-                before = version(c.sha, tree, previous)
-                continue
-            after = version(c.sha, tree, previous)
-            patch.parsed = after.parsed
-            _diff(before, after, patch, set(files))
+            else:
+                patch.parsed = after.parsed
+                _diff(before, after, patch, set(files))
             patches.append(patch)
             before = after
     hidden = 0

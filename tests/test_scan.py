@@ -193,15 +193,50 @@ def test_merges_renames_deletions_binary_and_latin1(tmp_path: object) -> None:
     assert repo_state(d) == before
 
 
+def test_analyses_in_children_give_the_serial_report(
+    series: tuple[str, list[str]], report: dict[str, object], tmp_path: object
+) -> None:
+    """--jobs 2 analyses each version in a forked child while the next one is
+    parsed; --jobs 1 does everything in order here: the same report."""
+    path, shas = series
+    serial = scan(path, f"{shas[0]}..{shas[-1]}", paths=["migration", "hw"], jobs=1,
+                  cache_dir=os.path.join(str(tmp_path), "1"), model=load_model(),
+                  progress=False)
+    piped = scan(path, f"{shas[0]}..{shas[-1]}", paths=["migration", "hw"], jobs=2,
+                 cache_dir=os.path.join(str(tmp_path), "2"), model=load_model(),
+                 progress=False)
+    assert scan_document(serial) == scan_document(piped) == report["doc"]
+
+
+def test_an_analysis_that_fails_in_a_child_fails_the_scan(
+    series: tuple[str, list[str]], tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reviewer.scan
+
+    def broken(*args: object) -> None:
+        raise ValueError("broken analysis")
+
+    path, shas = series
+    before = repo_state(path)
+    monkeypatch.setattr(reviewer.scan, "_analysed", broken)
+    with pytest.raises(ValueError, match="broken analysis"):
+        scan(path, f"{shas[0]}..{shas[-1]}", paths=["migration", "hw"], jobs=2,
+             cache_dir=str(tmp_path), model=load_model(), progress=False)
+    assert repo_state(path) == before
+    assert [x for x in os.listdir(os.path.join(str(tmp_path), "scan"))
+            if not x.endswith(".lock")] == []
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
 @pytest.mark.parametrize("delay", [0.3, 1.0, 2.0])
 def test_interrupted_scan_leaves_nothing(series: tuple[str, list[str]], tmp_path: object,
-                                         delay: float) -> None:
+                                         delay: float, jobs: str) -> None:
     path, shas = series
     before = repo_state(path)
     cache = os.path.join(str(tmp_path), "cache")
     proc = subprocess.Popen(
         [sys.executable, "-m", "reviewer.cli", "scan", f"{shas[0]}..{shas[-1]}", "--repo", path,
-         "--paths", "migration", "--paths", "hw", "--cache-dir", cache, "--jobs", "1"],
+         "--paths", "migration", "--paths", "hw", "--cache-dir", cache, "--jobs", jobs],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)

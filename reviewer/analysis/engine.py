@@ -8,7 +8,7 @@ import functools
 import os
 import re
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from reviewer.analysis.bql import BOTH, HELD, NOT_HELD, BqlAnalysis, Flow, mask_text
@@ -107,20 +107,23 @@ class Analysis:
     context: RuleContext | None = None
 
 
-def read_source(path: str, sources: dict[str, bytes] | None) -> bytes | None:
-    """A file as the analysis sees it: the unsaved version if given, else disk."""
-    data = (sources or {}).get(path)
-    if data is None:
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except OSError:
-            return None
-    return data
+def read_source(path: str, sources: Mapping[str, bytes | None] | None) -> bytes | None:
+    """A file as the analysis sees it: its version in `sources` if there is one
+    (None there: known to be absent), else the one on disk."""
+    if sources is not None and path in sources:
+        return sources[path]
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+Sources = Mapping[str, bytes | None]  # path -> the file's bytes as analysed (None: absent)
 
 
 def read_trace_events(root: str, dirs: Iterable[str],
-                      sources: dict[str, bytes] | None = None) -> dict[str, frozenset[str]]:
+                      sources: Sources | None = None) -> dict[str, frozenset[str]]:
     out: dict[str, frozenset[str]] = {}
     for d in sorted(set(dirs)):
         data = read_source(os.path.join(root, d, "trace-events"), sources)
@@ -138,7 +141,7 @@ def read_trace_events(root: str, dirs: Iterable[str],
 
 
 def analyze(facts: FactSet, model: ApiModel, *, root: str, rules: Iterable[Rule] | None = None,
-            sources: dict[str, bytes] | None = None, debug: bool = False,
+            sources: Mapping[str, bytes | None] | None = None, debug: bool = False,
             preview: bool = False) -> Analysis:
     dirs = {os.path.dirname(tu.file) for tu in facts.tus}
     program = Program(facts, model, read_trace_events(root, dirs, sources))
@@ -173,7 +176,7 @@ def analyze(facts: FactSet, model: ApiModel, *, root: str, rules: Iterable[Rule]
 
 
 def _suppress(findings: list[Finding], result: Analysis, root: str, facts: FactSet,
-              sources: dict[str, bytes] | None, report_unused: bool, ctx: RuleContext) -> None:
+              sources: Sources | None, report_unused: bool, ctx: RuleContext) -> None:
     """`/* reviewer: ignore[QM003] why */` on the finding's line or the line above."""
     marks: dict[tuple[str, int], set[str]] = {}
     files = {tu.file for tu in facts.tus} | {f.file for f in findings}
