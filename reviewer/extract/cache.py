@@ -127,12 +127,25 @@ _BAD = (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError, Inde
         pickle.UnpicklingError)
 
 
+# Entries already in memory, by key: (includes with their hashes, facts), newest
+# first. A scan shares one between the runs over its versions, which would
+# otherwise read and decode the same unchanged TUs' entries once per version.
+Memo = dict[str, list[tuple[dict[str, str], TUFacts]]]
+
+
 class FactCache:
-    def __init__(self, directory: str | None, enabled: bool = True) -> None:
+    def __init__(self, directory: str | None, enabled: bool = True,
+                 memo: Memo | None = None) -> None:
         self.dir = os.path.join(directory or default_cache_dir(), f"facts-v{SCHEMA_VERSION}")
         self.enabled = enabled
         self.warning = ""
         self.rejected = 0  # corrupted entries found and dropped
+        self.memo = memo
+
+    def _remember(self, key: str, includes: dict[str, str], facts: TUFacts) -> None:
+        if self.memo is not None:
+            kept = [v for v in self.memo.get(key, ()) if v[0] != includes]
+            self.memo[key] = [(includes, facts), *kept][:MAX_VARIANTS]
 
     def key(self, rel: str, content_hash: str, flags_digest: str, scope: tuple[str, ...]) -> str:
         raw = "\0".join([EXTRACTOR_VERSION, _LAYOUT, rel, content_hash, flags_digest, *scope])
@@ -189,12 +202,17 @@ class FactCache:
         other's entry. A corrupt entry is counted, removed and skipped."""
         if not self.enabled:
             return None
+        for includes, facts in (self.memo or {}).get(key, ()):
+            if all(hashes(inc) == h for inc, h in includes.items()):
+                return facts
         for path in self._variants(key):
             try:
                 includes, payload = self._open(path)
                 if any(hashes(inc) != h for inc, h in includes.items()):
                     continue  # another version of the headers
-                return self._decode(payload)
+                facts = self._decode(payload)
+                self._remember(key, includes, facts)
+                return facts
             except FileNotFoundError:
                 continue
             except _BAD:
@@ -224,6 +242,7 @@ class FactCache:
     def put(self, key: str, facts: TUFacts, includes: dict[str, str]) -> None:
         if not self.enabled or facts.failed:
             return
+        self._remember(key, includes, facts)
         variant = hashlib.sha256(
             "\0".join(f"{k}={v}" for k, v in sorted(includes.items()))
             .encode("utf-8", "surrogateescape")

@@ -20,6 +20,7 @@ ones (line_map).
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 from collections import Counter
@@ -63,6 +64,13 @@ def items(text: str) -> list[str]:
     """Top-level items, whitespace-normalised: each preprocessor directive
     (with its continuation lines), and each declaration or definition (up to
     its `;` at depth 0, or the `}` that closes a function body)."""
+    return list(_items(text))
+
+
+@functools.lru_cache(maxsize=64)
+def _items(text: str) -> tuple[str, ...]:
+    # Memoised by text: a scan asks about the same versions of a header for
+    # each TU that includes it, in one version and the next.
     out: list[str] = []
     cur: list[str] = []
     depth = 0
@@ -102,7 +110,7 @@ def items(text: str) -> list[str]:
         cur.append(" ")
         i += 1
     _flush(cur, out)
-    return out
+    return tuple(out)
 
 
 def _flush(cur: list[str], out: list[str]) -> None:

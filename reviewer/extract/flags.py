@@ -188,6 +188,8 @@ class FlagPlan:
     # tree), the source root the compile database was made for: its paths in
     # include flags are mapped onto `root`.
     source_root: str = ""
+    # args_for() by path: a run asks twice per TU (cache key, then the parse).
+    _args: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
 
     def entry_for(self, path: str) -> CompileEntry | None:
         path = os.path.normpath(os.path.abspath(path))
@@ -197,6 +199,12 @@ class FlagPlan:
 
     def args_for(self, path: str) -> list[str]:
         path = os.path.normpath(os.path.abspath(path))
+        got = self._args.get(path)
+        if got is None:
+            got = self._args[path] = self._args_for(path)
+        return list(got)
+
+    def _args_for(self, path: str) -> list[str]:
         entry = self.entry_for(path)
         flag, rdir = self.resource
         extra = [flag, rdir] if flag == "-resource-dir" else ["-isystem", rdir]
@@ -263,9 +271,21 @@ _DROP_WITH_VALUE = {"-o", "-MF", "-MQ", "-MT"}
 _DROP = {"-c", "-MD", "-MMD", "-MP", "-pipe"}
 
 
+# compile_commands.json files read in this process, by path, with the stat
+# they had: a scan plans the flags of every version of the series from the same
+# database (QEMU's has ~3,000 entries, ~50 ms to read), and its entries keep
+# their split commands.
+_DB_MEMO: dict[str, tuple[tuple[int, int, int], dict[str, CompileEntry]]] = {}
+
+
 def read_compile_db(build_dir: str) -> dict[str, CompileEntry]:
     path = os.path.join(build_dir, "compile_commands.json")
     try:
+        st = os.stat(path)
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        got = _DB_MEMO.get(path)
+        if got is not None and got[0] == stamp:
+            return got[1]
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
     except FileNotFoundError:
@@ -284,6 +304,7 @@ def read_compile_db(build_dir: str) -> dict[str, CompileEntry]:
         directory = str(item.get("directory", build_dir))
         src = os.path.normpath(os.path.join(directory, str(item["file"])))
         entries.setdefault(src, CompileEntry(src, directory, item))
+    _DB_MEMO[path] = (stamp, entries)
     return entries
 
 

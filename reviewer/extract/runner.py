@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reviewer.errors import UserError
-from reviewer.extract.cache import ContentHashes, FactCache
+from reviewer.extract.cache import ContentHashes, FactCache, Memo
 from reviewer.extract.delta import Carrier
 from reviewer.extract.facts import FactSet, TUFacts
 from reviewer.extract.flags import FlagPlan, plan_flags
@@ -238,13 +238,16 @@ def run(
     scope: tuple[str, ...] | None = None,
     executor: Executor | None = None,
     previous: dict[str, bytes | None] | None = None,
+    memo: Memo | None = None,
 ) -> RunResult:
     """Facts of the TUs under `paths`, from the cache or from libclang.
 
     previous: the content each changed file had in the version analysed just
     before this one (absolute path -> bytes, None if it did not exist), as a
     scan knows it; a TU whose only change is in headers that cannot alter its
-    facts (reviewer.extract.delta) keeps them instead of being parsed again."""
+    facts (reviewer.extract.delta) keeps them instead of being parsed again.
+
+    memo: cache entries already in memory, shared by the runs of one scan."""
     root = os.path.normpath(os.path.abspath(root))
     if not os.path.isdir(root):
         raise UserError(f"{root}: not a directory; give the top of a QEMU tree with --root")
@@ -253,7 +256,7 @@ def run(
         inputs.scope = scope
     if plan is None:
         plan = plan_flags(root, build_dir, resource_dir, cache_dir)
-    cache = FactCache(cache_dir, enabled=use_cache)
+    cache = FactCache(cache_dir, enabled=use_cache, memo=memo)
     hashes = ContentHashes(unsaved)
     problems = list(inputs.problems) + plan.notes
     results: dict[str, TUFacts] = {}
