@@ -18,6 +18,7 @@ import shutil
 import sys
 import tempfile
 
+from bench import bench_facts
 from bench.bench_facts import clang_syntax, timed
 from reviewer.audit import tree_paths
 from reviewer.extract.flags import plan_flags
@@ -46,12 +47,14 @@ def main() -> int:
         if not args.skip_clang:
             clang_t, _ = clang_syntax(args.clang, root, args.build_dir, args.jobs, paths)
         cold_t, _, cold_mem = timed(cmd)
+        cold_pss = bench_facts.LAST_PSS
         warm_t, _, warm_mem = timed(cmd)
         print(f"{len(paths)} TUs, {args.jobs} jobs")
         if clang_t:
             print(f"clang -fsyntax-only : {clang_t:7.1f} s")
         ratio = f"{cold_t / clang_t:5.2f}x" if clang_t else "  n/a"
-        print(f"audit cold          : {cold_t:7.1f} s  {ratio}  peak {cold_mem / 2**20:6.0f} MiB")
+        print(f"audit cold          : {cold_t:7.1f} s  {ratio}  peak {cold_mem / 2**20:6.0f} MiB "
+              f"(PSS {cold_pss / 2**20:6.0f} MiB)")
         print(f"audit warm          : {warm_t:7.1f} s  peak {warm_mem / 2**20:6.0f} MiB")
     finally:
         if not args.cache_dir:

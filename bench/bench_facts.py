@@ -33,19 +33,35 @@ from reviewer.extract.runner import collect
 
 
 def _tree_rss(pid: int) -> int:
-    total = 0
+    return _tree_mem(pid)[0]
+
+
+def _tree_mem(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) summed over the process tree. RSS counts a page shared by
+    forked processes once in each; PSS divides it among them (what the tree
+    costs the machine)."""
+    rss = pss = 0
     stack = [pid]
     while stack:
         p = stack.pop()
         try:
             with open(f"/proc/{p}/statm") as fh:
-                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                rss += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{p}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1]) * 1024
+                        break
             for t in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{t}/children") as fh:
                     stack.extend(int(c) for c in fh.read().split())
         except (OSError, ValueError):
             continue
-    return total
+    return rss, pss
+
+
+# The peak PSS of the last timed() command (its peak RSS is returned).
+LAST_PSS = 0
 
 
 def _children_cpu() -> float:
@@ -59,13 +75,14 @@ def timed(cmd: list[str]) -> tuple[float, float, int]:
     cpu = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
+    peak = peak_pss = 0
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, peak_pss
         while not done.is_set():
-            peak = max(peak, _tree_rss(proc.pid))
+            rss, pss = _tree_mem(proc.pid)
+            peak, peak_pss = max(peak, rss), max(peak_pss, pss)
             time.sleep(0.05)
 
     th = threading.Thread(target=sample, daemon=True)
@@ -75,6 +92,8 @@ def timed(cmd: list[str]) -> tuple[float, float, int]:
     th.join()
     if proc.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{err.decode(errors='replace')}")
+    global LAST_PSS
+    LAST_PSS = peak_pss
     return time.perf_counter() - start, _children_cpu() - cpu, peak
 
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 
+from bench import bench_facts
 from bench.bench_facts import clang_syntax, timed
 
 
@@ -41,11 +42,13 @@ def main() -> int:
     try:
         clang_t, _ = clang_syntax(args.clang, root, args.build_dir, args.jobs, ["migration"])
         cold_t, _, cold_mem = timed(cmd)
+        cold_pss = bench_facts.LAST_PSS
         warm_t, _, warm_mem = timed(cmd)
         rescan_t, _, rescan_mem = timed([*cmd, "--no-cache"])
         print(f"clang -fsyntax-only, migration/ at the tip : {clang_t:6.2f} s")
         print(f"scan cold                                  : {cold_t:6.2f} s  "
-              f"{cold_t / clang_t:5.2f}x  peak {cold_mem / 2**20:5.0f} MiB")
+              f"{cold_t / clang_t:5.2f}x  peak {cold_mem / 2**20:5.0f} MiB "
+              f"(PSS {cold_pss / 2**20:5.0f} MiB)")
         print(f"scan warm (same range again)               : {warm_t:6.2f} s  "
               f"{warm_t / clang_t:5.2f}x  peak {warm_mem / 2**20:5.0f} MiB")
         print(f"scan --no-cache (facts cached, re-analysed): {rescan_t:6.2f} s  "

@@ -127,9 +127,10 @@ _BAD = (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError, Inde
         pickle.UnpicklingError)
 
 
-# Entries already in memory, by key: (includes with their hashes, facts), newest
-# first. A scan shares one between the runs over its versions, which would
-# otherwise read and decode the same unchanged TUs' entries once per version.
+# Entries already in memory, by key: (includes with their hashes, facts). A scan
+# shares one between the runs over its versions, which would otherwise read and
+# decode the same unchanged TUs' entries once per version; each run leaves in
+# it what it used (FactCache.keep_used).
 Memo = dict[str, list[tuple[dict[str, str], TUFacts]]]
 
 
@@ -141,11 +142,19 @@ class FactCache:
         self.warning = ""
         self.rejected = 0  # corrupted entries found and dropped
         self.memo = memo
+        self._used: dict[str, tuple[dict[str, str], TUFacts]] = {}
 
     def _remember(self, key: str, includes: dict[str, str], facts: TUFacts) -> None:
         if self.memo is not None:
-            kept = [v for v in self.memo.get(key, ()) if v[0] != includes]
-            self.memo[key] = [(includes, facts), *kept][:MAX_VARIANTS]
+            self._used[key] = (includes, facts)
+
+    def keep_used(self) -> None:
+        """Leave in the memo only the entries this run used or made: the next
+        version of a scan needs those, and holding every version's facts would
+        only grow the process that forks the parse children."""
+        if self.memo is not None:
+            self.memo.clear()
+            self.memo.update((k, [v]) for k, v in self._used.items())
 
     def key(self, rel: str, content_hash: str, flags_digest: str, scope: tuple[str, ...]) -> str:
         raw = "\0".join([EXTRACTOR_VERSION, _LAYOUT, rel, content_hash, flags_digest, *scope])
@@ -204,6 +213,7 @@ class FactCache:
             return None
         for includes, facts in (self.memo or {}).get(key, ()):
             if all(hashes(inc) == h for inc, h in includes.items()):
+                self._remember(key, includes, facts)
                 return facts
         for path in self._variants(key):
             try:

@@ -298,6 +298,7 @@ def run(
     problems.extend(
         f"{results[p].file}: {results[p].failed}" for p, _ in todo if results[p].failed
     )
+    cache.keep_used()
     if cache.rejected:
         problems.append(f"cache: {cache.rejected} corrupted entries dropped and rebuilt")
     if cache.warning:
