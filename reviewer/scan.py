@@ -22,6 +22,7 @@ import os
 import pickle
 import shutil
 import signal
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -327,6 +328,17 @@ def _extract(tree: str, paths: list[str], build_dir: str | None, source_root: st
                progress=progress, previous=previous, memo=memo)
 
 
+class _Snapshot(dict[str, bytes | None]):
+    """Files as they were when a version's facts were ready. A path it does
+    not hold reads as absent, never from the tree, which has moved on."""
+
+    def __contains__(self, path: object) -> bool:
+        return True
+
+    def __missing__(self, path: str) -> None:
+        return None
+
+
 def _snapshot(tree: str, facts: FactSet) -> dict[str, bytes | None]:
     """Every file an analysis of this version reads, read now (None: absent):
     the TUs and the files their functions, calls and stores are in
@@ -338,7 +350,7 @@ def _snapshot(tree: str, facts: FactSet) -> dict[str, bytes | None]:
         rels.update(fn.file for fn in tu.functions)
         rels.update(c.file for c in tu.calls)
         rels.update(st.file for st in tu.field_stores)
-    out: dict[str, bytes | None] = {}
+    out = _Snapshot()
     for rel in rels:
         path = rel if os.path.isabs(rel) else os.path.join(tree, rel)
         out[path] = read_source(path, None)
@@ -373,14 +385,33 @@ def _analysed(sha: str, tree: str, result: RunResult, model: ApiModel, preview: 
                    excerpts, degraded, list(result.problems), result.plan.mode, result.parsed)
 
 
+def _outcome(work: Callable[[], Version]) -> bytes:
+    """work()'s result, or the exception it raised, pickled for the parent.
+    An exception that would not come back out of a pickle as it went in (one
+    whose constructor takes other arguments) is sent as a RuntimeError with
+    its type, message and traceback."""
+    try:
+        return pickle.dumps(("ok", work()), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        try:
+            data = pickle.dumps(("error", exc), protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.loads(data)
+            return data
+        except Exception:
+            text = "".join(traceback.format_exception(exc))
+            return pickle.dumps(("error", RuntimeError(
+                f"the analysis failed: {type(exc).__name__}: {exc}\n{text}")))
+
+
 class _Analyses:
     """Versions analysed in forked children while the scan goes on.
 
     A version's analysis (~0.5 s on migration/) needs only its facts and a
     snapshot of the files it reads, so it can run while the next version is
     materialised and parsed: with --jobs 2 that is the core a one-TU re-parse
-    leaves idle. At most `limit` run at once; results come back pickled
-    through a pipe. With a limit under 1 everything runs here, in order."""
+    leaves idle. At most `limit` run at once (half of --jobs: they run beside
+    the parse children); results come back pickled through a pipe. With a
+    limit under 1 (--jobs 1) everything runs here, in order."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -394,44 +425,47 @@ class _Analyses:
         while len(self.running) >= self.limit:
             self.join(next(iter(self.running)))
         r, w = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except BaseException:
+            os.close(r)
+            os.close(w)
+            raise
         if pid == 0:  # pragma: no cover - the child; its result is checked by the parent
             code = 0
             try:
                 os.close(r)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-                try:
-                    out: tuple[str, Any] = ("ok", work())
-                except Exception as exc:
-                    out = ("error", exc)
-                try:
-                    data = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
-                except Exception:
-                    data = pickle.dumps(("error", RuntimeError(repr(out[1]))))
-                view = memoryview(data)
+                view = memoryview(_outcome(work))
                 while view:
                     view = view[os.write(w, view):]
             except BaseException:
                 code = 70
             finally:
                 os._exit(code)
-        os.close(w)
         self.running[sha] = (pid, r)
+        os.close(w)
 
     def join(self, sha: str) -> Version:
         if sha in self.done:
             return self.done[sha]
-        pid, r = self.running.pop(sha)
+        pid, r = self.running[sha]
         chunks = []
         try:
             while chunk := os.read(r, 1 << 20):
                 chunks.append(chunk)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)  # it ignores SIGINT
+            raise
         finally:
             os.close(r)
             _, status = os.waitpid(pid, 0)
-        if not chunks:
-            raise RuntimeError(f"the analysis of {sha[:12]} ended without a result "
-                               f"(wait status {status})")
+            del self.running[sha]
+        if status != 0:
+            why = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+                   else f"exit status {os.WEXITSTATUS(status)}")
+            raise RuntimeError(f"the analysis of {sha[:12]} ended without a result ({why})")
         kind, value = pickle.loads(b"".join(chunks))
         if kind == "error":
             raise value
@@ -534,8 +568,9 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
                            enabled=use_cache)
     cached = {sha: vcache.get(vcache.key(sha, scope)) for sha in [base, *(c.sha for c in commits)]}
 
+    # Analyses run beside the --jobs parse children: at most half as many.
     workers = jobs or os.cpu_count() or 1
-    analyses = _Analyses(workers if workers > 1 else 0)
+    analyses = _Analyses(workers // 2)
     memo: Memo = {}  # fact cache entries, decoded once for all the versions
 
     def version(sha: str, tree: str, previous: dict[str, bytes | None] | None = None) -> None:

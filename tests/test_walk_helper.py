@@ -59,6 +59,46 @@ def test_same_facts_with_and_without_helper(
     assert with_helper == without
 
 
+def _deep_tree(root: str) -> None:
+    """Expressions and statements nested around the walker's limit
+    (clangwalk.MAX_NESTING), in the shapes the helper looks through."""
+    os.makedirs(os.path.join(root, "migration"))
+    files = {}
+    for n in (990, 996, 997, 998, 1000, 1100):
+        files[f"chain{n}.c"] = ("int g(int);\nint f(int a) { return "
+                                + "+".join(["a"] * n) + " + g(a); }\n")
+    for n in (5, 6, 7, 8):
+        e = "a"
+        for _ in range(n):
+            e = "g(" + e + "+" + "+".join(["a"] * 150) + ")"
+        files[f"calls{n}.c"] = "int g(int);\nint f(int a) { return " + e + "; }\n"
+    for n in (300, 990, 1000, 1010):
+        files[f"ifs{n}.c"] = ("void g(void);\nvoid f(int a) { " + "if (a) " * n
+                              + "g(); }\n")
+    for name, text in files.items():
+        with open(os.path.join(root, "migration", name), "w") as fh:
+            fh.write(text)
+
+
+def test_same_answer_on_deep_nesting_with_and_without_helper(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper skips Python frames, so nesting is counted explicitly, the
+    same way on both paths: a file either gives the same facts or is skipped
+    as too deep, with and without the helper."""
+    if clangwalk._HELPER is None:
+        pytest.skip("the helper is not built here")
+    root = os.path.join(str(tmp_path), "tree")
+    _deep_tree(root)
+    with_helper = _facts(root, ["migration"], os.path.join(str(tmp_path), "c"))
+    monkeypatch.setattr(clangwalk, "_HELPER", None)
+    without = _facts(root, ["migration"], os.path.join(str(tmp_path), "c"))
+    assert with_helper == without
+    # Both sides of the limit are in the tree.
+    failed = {tu["file"] for tu in without["tus"] if tu["failed"]}  # type: ignore[index]
+    assert "migration/chain1100.c" in failed and "migration/chain990.c" not in failed
+
+
 def test_helper_gives_up_on_deep_nesting(tmp_path: object) -> None:
     """Past the helper's depth the Python walker takes the expression, so what
     a very deep file gives is the pure-Python walker's answer."""

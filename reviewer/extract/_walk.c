@@ -55,16 +55,10 @@ static unsigned char klass[KINDS];
 static unsigned char wrap[KINDS];
 static int assign_op, k_declref, k_function, k_var;
 
-/* Nesting rv_frontier follows before it gives up and lets the Python walker
- * take the expression. Well below the depth at which Python's recursion limit
- * stops that walker, so that deep files get the pure-Python walker's answer
- * (facts, or "nested too deeply"), not a different one. */
-enum { MAX_DEPTH = 200 };
-
 /* Bumped when a signature here changes: the Python side refuses another. */
 int rv_version(void)
 {
-    return 2;
+    return 3;
 }
 
 void rv_init(void **fns, const unsigned char *table, const unsigned char *wrappers, int assign,
@@ -93,14 +87,19 @@ void rv_init(void **fns, const unsigned char *table, const unsigned char *wrappe
  * sees when its buffer was too small and can call again with a larger one. */
 typedef struct {
     CXCursor *out;
+    unsigned *depths; /* rv_frontier: each kept cursor's depth below the start */
     size_t n, cap;
-    unsigned depth;
+    unsigned depth, budget;
     int overflow;
     int (*decide)(CXFile);
-    /* per-call memo of decide(): file address -> 1 in scope, 2 not */
-    const void *memo_key[4096];
-    unsigned char memo_val[4096];
+    struct Memo *memo; /* rv_top */
 } Acc;
+
+/* rv_top's memo of decide(): file address -> 1 in scope, 2 not. */
+struct Memo {
+    const void *key[4096];
+    unsigned char val[4096];
+};
 
 static void put(Acc *acc, CXCursor c)
 {
@@ -115,14 +114,15 @@ static int header_in_scope(Acc *acc, CXSourceLocation loc)
     file_location(loc, &f, NULL, NULL, NULL);
     if (!f)
         return 0;
+    struct Memo *m = acc->memo;
     size_t h = ((uintptr_t)f >> 4) & 4095;
     for (size_t i = 0; i < 4096; i++, h = (h + 1) & 4095) {
-        if (acc->memo_key[h] == f)
-            return acc->memo_val[h] == 1;
-        if (!acc->memo_key[h]) {
+        if (m->key[h] == f)
+            return m->val[h] == 1;
+        if (!m->key[h]) {
             int ok = acc->decide(f) ? 1 : 2;
-            acc->memo_key[h] = f;
-            acc->memo_val[h] = (unsigned char)ok;
+            m->key[h] = f;
+            m->val[h] = (unsigned char)ok;
             return ok == 1;
         }
     }
@@ -146,16 +146,19 @@ static int top(CXCursor c, CXCursor parent, void *data)
  * NULL: no headers). Returns how many there are. */
 size_t rv_top(CXCursor tu, CXCursor *out, size_t cap, int (*decide)(CXFile))
 {
-    Acc *acc = calloc(1, sizeof *acc);
-    if (!acc)
-        return (size_t)-1;
-    acc->out = out;
-    acc->cap = cap;
-    acc->decide = decide;
-    visit_children(tu, top, acc);
-    size_t n = acc->n;
-    free(acc);
-    return n;
+    Acc acc;
+    memset(&acc, 0, sizeof acc);
+    acc.out = out;
+    acc.cap = cap;
+    acc.decide = decide;
+    if (decide) {
+        acc.memo = calloc(1, sizeof *acc.memo);
+        if (!acc.memo)
+            return (size_t)-1;
+    }
+    visit_children(tu, top, &acc);
+    free(acc.memo);
+    return acc.n;
 }
 
 static int first_child(CXCursor c, CXCursor parent, void *data)
@@ -180,38 +183,45 @@ static int keep(CXCursor c, unsigned k)
     return 0;
 }
 
+/* Visits a child at depth acc->depth below the start. The Python walker
+ * counts one level for every cursor it is called on, kept, skipped or looked
+ * through, so the depth is checked before the cursor is classified. */
 static int frontier(CXCursor c, CXCursor parent, void *data)
 {
     (void)parent;
     Acc *acc = data;
+    if (acc->depth > acc->budget) {
+        acc->overflow = 1;
+        return 0; /* CXChildVisit_Break */
+    }
     unsigned k = (unsigned)c.kind < KINDS ? klass[c.kind] : DESCEND;
     if (k == SKIP)
         return 1;
     if (keep(c, k)) {
+        if (acc->n < acc->cap)
+            acc->depths[acc->n] = acc->depth;
         put(acc, c);
         return 1;
     }
-    if (++acc->depth > MAX_DEPTH) {
-        acc->overflow = 1;
-        return 0;
-    }
+    acc->depth++;
     visit_children(c, frontier, acc);
     acc->depth--;
     return acc->overflow ? 0 : 1;
 }
 
 /* The descendants of c, in order, that the table keeps, looking through the
- * ones it descends into. Returns how many, or (size_t)-1 when the nesting is
- * deeper than MAX_DEPTH. */
-size_t rv_frontier(CXCursor c, CXCursor *out, size_t cap)
+ * ones it descends into, with their depths below c (c's children are 1).
+ * Returns how many, or (size_t)-1 when a descendant is more than `budget`
+ * deep: the Python walker would stop there too. */
+size_t rv_frontier(CXCursor c, CXCursor *out, unsigned *depths, size_t cap, unsigned budget)
 {
     Acc acc;
+    memset(&acc, 0, sizeof acc);
     acc.out = out;
+    acc.depths = depths;
     acc.cap = cap;
-    acc.n = 0;
-    acc.depth = 0;
-    acc.overflow = 0;
-    acc.decide = NULL;
+    acc.depth = 1;
+    acc.budget = budget;
     visit_children(c, frontier, &acc);
     return acc.overflow ? (size_t)-1 : acc.n;
 }

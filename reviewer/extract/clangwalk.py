@@ -21,6 +21,7 @@ import functools
 import importlib.util
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +78,37 @@ def _setup_ctypes() -> None:
 
 
 _setup_ctypes()
+
+
+class _String(ctypes.Structure):
+    """A CXString, disposed of by hand (the bindings' _CXString disposes of
+    itself and decodes as strict UTF-8)."""
+
+    _fields_ = [("data", ctypes.c_void_p), ("flags", ctypes.c_uint)]
+
+
+# Fresh function objects (CDLL[name]), so that the bindings' own declarations
+# of these entry points stay as they are.
+_get_file_name = _lib["clang_getFileName"]
+_get_file_name.argtypes = [ctypes.c_void_p]
+_get_file_name.restype = _String
+_get_c_string = _lib["clang_getCString"]
+_get_c_string.argtypes = [_String]
+_get_c_string.restype = ctypes.c_char_p
+_dispose_string = _lib["clang_disposeString"]
+_dispose_string.argtypes = [_String]
+_dispose_string.restype = None
+
+
+def _file_name_of(ptr: int) -> str:
+    """A CXFile's name. Bytes that are not UTF-8 are kept (surrogateescape),
+    as the helper's include list keeps them."""
+    s = _get_file_name(ptr)
+    try:
+        raw = _get_c_string(s) or b""
+    finally:
+        _dispose_string(s)
+    return raw.decode("utf-8", "surrogateescape")
 
 # The walk visits ~250,000 cursors and filters ~450,000 top-level ones over
 # migration/, so the per-cursor cost of the bindings matters: cursor kinds are
@@ -147,6 +179,17 @@ class ParseFailure(Exception):
     """libclang could not produce a translation unit at all."""
 
 
+class TooDeep(Exception):
+    """Statements and expressions nested more than MAX_NESTING deep."""
+
+
+# How deep the walk follows nested statements and expressions, counted the same
+# way with the helper and without it (the helper skips Python frames, so
+# Python's own recursion limit would stop the two at different depths). Each
+# level costs the walker at most three Python frames: extract() makes room.
+MAX_NESTING = 1000
+
+
 def _collect(child: ci.Cursor, _parent: ci.Cursor, acc: list[ci.Cursor]) -> int:
     acc.append(child)
     return _CONTINUE
@@ -176,7 +219,7 @@ def _kids(c: ci.Cursor) -> list[ci.Cursor]:
 # looks through those without a call back into Python. Keep in step with _expr.
 _EXPR_KEEP = frozenset({_k_CALL, _k_COMPOUND, _k_UNARY, *_STMT_IN_EXPR})
 _EXPR_SKIP = frozenset({_k_SIZEOF, *_LEAVES})
-_HELPER_VERSION = 2
+_HELPER_VERSION = 3
 _STRIP, _PEEL = 1, 2  # rv_strip's masks: _strip's wrappers, _value's
 _DecideFile = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
 
@@ -214,7 +257,8 @@ class _Helper:
         lib.rv_strip.restype = None
         lib.rv_top.argtypes = [ci.Cursor, ctypes.c_void_p, ctypes.c_size_t, _DecideFile]
         lib.rv_top.restype = ctypes.c_size_t
-        lib.rv_frontier.argtypes = [ci.Cursor, ctypes.c_void_p, ctypes.c_size_t]
+        lib.rv_frontier.argtypes = [ci.Cursor, ctypes.c_void_p, ctypes.c_void_p,
+                                    ctypes.c_size_t, ctypes.c_uint]
         lib.rv_frontier.restype = ctypes.c_size_t
         lib.rv_includes.argtypes = [ci.TranslationUnit, ctypes.c_char_p, ctypes.c_size_t]
         lib.rv_includes.restype = ctypes.c_size_t
@@ -224,6 +268,7 @@ class _Helper:
     def _grow(self, n: int) -> None:
         self.cap = n
         self.buf = (ci.Cursor * n)()
+        self.depths = (ctypes.c_uint * n)()
 
     def _cursors(self, n: int, tu: Any) -> list[ci.Cursor]:
         if not n:
@@ -242,14 +287,16 @@ class _Helper:
                 return self._cursors(n, root._tu)
             self._grow(n)
 
-    def frontier(self, c: ci.Cursor) -> list[ci.Cursor] | None:
-        """None: nested deeper than the helper follows (the caller recurses)."""
+    def frontier(self, c: ci.Cursor, budget: int) -> list[tuple[ci.Cursor, int]] | None:
+        """The cursors under c that the walker handles, each with its depth
+        below c (children are 1); None when some cursor under c is deeper than
+        `budget`."""
         while True:
-            n = self.lib.rv_frontier(c, self.buf, self.cap)
+            n = self.lib.rv_frontier(c, self.buf, self.depths, self.cap, max(budget, 0))
             if n == ctypes.c_size_t(-1).value:
                 return None
             if n <= self.cap:
-                return self._cursors(n, c._tu)
+                return list(zip(self._cursors(n, c._tu), self.depths[:n], strict=True))
             self._grow(n)
 
     def strip(self, c: ci.Cursor, mask: int) -> ci.Cursor:
@@ -361,6 +408,8 @@ class _Walker:
         self._callee_info: dict[str, tuple[tuple[str, ...], bool, str, bool]] = {}
         self._buffers: dict[str, bytes] = {}
         self._scope_memo: dict[int, bool] = {}
+        self._depth = 0  # statements and expressions being walked (MAX_NESTING)
+        self._error: BaseException | None = None  # raised in a callback from the helper
         # Out-parameters of clang_getFileLocation, allocated once: floc() runs
         # for every statement and call.
         self._f = ctypes.c_void_p()
@@ -397,7 +446,7 @@ class _Walker:
         return self._line.value
 
     def _file_name(self, ptr: int) -> str:
-        name = self.rel(str(ci.File(ctypes.cast(ptr, ci.c_object_p)).name))
+        name = self.rel(_file_name_of(ptr))
         self._fname[ptr] = name
         return name
 
@@ -428,6 +477,17 @@ class _Walker:
             self._scope_memo[ptr] = ok
         return ok
 
+    def _decide_in_callback(self, ptr: int) -> bool:
+        # ctypes would print an exception raised here and answer 0: keep it
+        # for run() to raise, as the pure-Python walk would.
+        if self._error is not None:
+            return False
+        try:
+            return self._decide(ptr)
+        except BaseException as exc:
+            self._error = exc
+            return False
+
     def _decide(self, ptr: int) -> bool:
         """Is this header (a CXFile's address) in scope?"""
         name = self._file_name(ptr)
@@ -443,9 +503,12 @@ class _Walker:
     def run(self) -> None:
         root = self.tu.cursor
         if _HELPER is not None:
-            decide = _DecideFile(self._decide) if self.scope else _DecideFile()
+            decide = _DecideFile(self._decide_in_callback) if self.scope else _DecideFile()
+            tops = _HELPER.top(root, decide)
+            if self._error is not None:
+                raise self._error
             get_location = _lib.clang_getCursorLocation
-            for cur in _HELPER.top(root, decide):
+            for cur in tops:
                 self._top(cur, get_location(cur))
             return
         # Only function and variable declarations matter, and a TU has ~10,000
@@ -516,6 +579,14 @@ class _Walker:
     # -- statements --------------------------------------------------------------
 
     def _stmt(self, c: ci.Cursor, ctx: _Ctx) -> list[Node]:
+        self._depth += 1
+        if self._depth > MAX_NESTING:
+            raise TooDeep
+        out = self._stmt_in(c, ctx)
+        self._depth -= 1
+        return out
+
+    def _stmt_in(self, c: ci.Cursor, ctx: _Ctx) -> list[Node]:
         k = c._kind_id
         if k == _k_COMPOUND:
             return self._compound(_kids(c), ctx)
@@ -682,6 +753,13 @@ class _Walker:
         return out
 
     def _expr(self, c: ci.Cursor, ctx: _Ctx, out: list[Node], callee: bool = False) -> None:
+        self._depth += 1
+        if self._depth > MAX_NESTING:
+            raise TooDeep
+        self._expr_in(c, ctx, out, callee)
+        self._depth -= 1
+
+    def _expr_in(self, c: ci.Cursor, ctx: _Ctx, out: list[Node], callee: bool) -> None:
         k = c._kind_id
         if k == _k_CALL:
             kids = _kids(c)
@@ -732,11 +810,22 @@ class _Walker:
                     okey = self._obj_key(r)
                     if okey:
                         self.addressed[okey] = self.addressed.get(okey, 0) + 1
+        elif _HELPER is not None:
+            # Nothing else to do here but recurse: the helper looks through
+            # the cursors that would only be recursed through, and gives each
+            # one it keeps with its depth below c, so that nesting counts the
+            # same with and without it.
+            found = _HELPER.frontier(c, MAX_NESTING - self._depth)
+            if found is None:
+                raise TooDeep
+            depth = self._depth
+            for ch, below in found:
+                self._depth = depth + below - 1
+                self._expr(ch, ctx, out)
+            self._depth = depth
+            return
         else:
-            # Nothing else to do here but recurse: the helper skips the
-            # cursors that would only be recursed through.
-            found = _HELPER.frontier(c) if _HELPER is not None else None
-            kids = found if found is not None else _kids(c)
+            kids = _kids(c)
         for ch in kids:
             self._expr(ch, ctx, out)
 
@@ -1088,7 +1177,12 @@ def extract(
     if _KEPT is not None:
         _KEPT.append((index, tu))
     walker = _Walker(tu, root, walker_rel(path, root), scope, sources)
-    walker.run()
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 4 * MAX_NESTING + 500))  # TooDeep comes first
+    try:
+        walker.run()
+    finally:
+        sys.setrecursionlimit(limit)
     diags: list[Diagnostic] = []
     missing: list[str] = []
     errors = 0
@@ -1141,7 +1235,7 @@ def _included_files(tu: ci.TranslationUnit) -> set[str]:
 
     def visit(f: Any, _stack: Any, depth: int, _data: Any) -> None:
         if depth > 0:  # depth 0 is the main file itself
-            names.add(str(ci.File(f).name))
+            names.add(_file_name_of(ctypes.cast(f, ctypes.c_void_p).value or 0))
 
     _lib.clang_getInclusions(tu, _InclusionVisitor(visit), None)
     return names

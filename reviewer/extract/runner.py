@@ -122,10 +122,10 @@ def _extract_job(
     except clangwalk.ParseFailure as exc:
         rel = os.path.relpath(path, root)
         return TUFacts(file=rel, mode=mode, failed=str(exc)), []
-    except (RecursionError, ctypes.ArgumentError) as exc:
+    except (clangwalk.TooDeep, RecursionError, ctypes.ArgumentError) as exc:
         # ctypes reports a RecursionError inside a libclang callback as an
         # ArgumentError; anything else is a bug and propagates.
-        if not isinstance(exc, RecursionError) and "RecursionError" not in str(exc):
+        if isinstance(exc, ctypes.ArgumentError) and "RecursionError" not in str(exc):
             raise
         return _skipped(job, "nested too deeply for reviewer's walker; skipped"), []
 
