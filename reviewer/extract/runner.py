@@ -413,18 +413,26 @@ def _map_zygote(jobs_list: list[Job], workers: int) -> Iterator[tuple[int, JobRe
     running: dict[int, float] = {}  # index -> deadline
     done: dict[int, tuple[TUFacts, list[str]]] = {}
     nxt = out = 0
+
+    def start() -> None:
+        nonlocal nxt
+        while nxt < n and len(running) < workers:
+            conn.send(("start", nxt))
+            running[nxt] = time.monotonic() + timeout
+            nxt += 1
+
     try:
         while out < n:
-            while nxt < n and len(running) < workers:
-                conn.send(("start", nxt))
-                running[nxt] = time.monotonic() + timeout
-                nxt += 1
+            start()
             if running:
                 wait = max(0.0, min(running.values()) - time.monotonic())
                 if conn.poll(wait):
                     i, code, sig, data = conn.recv()
                     if i in running:
                         del running[i]
+                        # The next child starts before this result is decoded
+                        # and cached: a few ms per TU that a core would idle.
+                        start()
                         done[i] = _collect_child(jobs_list[i], (code, sig), data, memory)
                 now = time.monotonic()
                 for i in [i for i, end in running.items() if end <= now]:
@@ -502,17 +510,22 @@ def _map_forked(jobs_list: list[Job], workers: int) -> Iterator[tuple[int, JobRe
     done: dict[int, tuple[TUFacts, list[str]]] = {}
     nxt = 0  # next job to start
     out = 0  # next result to yield
+
+    def start() -> None:
+        nonlocal nxt
+        while nxt < n and len(running) < workers:
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child
+                os.close(r)
+                _child(jobs_list[nxt], w, memory)
+            os.close(w)
+            running[r] = (nxt, pid, time.monotonic() + timeout, [])
+            nxt += 1
+
     try:
         while out < n:
-            while nxt < n and len(running) < workers:
-                r, w = os.pipe()
-                pid = os.fork()
-                if pid == 0:  # pragma: no cover - the child
-                    os.close(r)
-                    _child(jobs_list[nxt], w, memory)
-                os.close(w)
-                running[r] = (nxt, pid, time.monotonic() + timeout, [])
-                nxt += 1
+            start()
             if running:
                 wait = max(0.0, min(end for _, _, end, _ in running.values()) - time.monotonic())
                 ready, _, _ = select.select(list(running), [], [], wait)
@@ -523,7 +536,9 @@ def _map_forked(jobs_list: list[Job], workers: int) -> Iterator[tuple[int, JobRe
                         continue
                     i, pid, _, data = running.pop(fd)
                     os.close(fd)
-                    done[i] = _collect_child(jobs_list[i], _wait(pid), b"".join(data), memory)
+                    status = _wait(pid)
+                    start()  # before this result is decoded, as in _map_zygote
+                    done[i] = _collect_child(jobs_list[i], status, b"".join(data), memory)
                 now = time.monotonic()
                 for fd in [fd for fd, (_, _, end, _) in running.items() if end <= now]:
                     i, pid, _, _ = running.pop(fd)
