@@ -41,7 +41,17 @@ class FactsFormat(StrEnum):
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"reviewer {__version__}")
+        import importlib.util
+
+        # Whether the walk runs with its compiled helper (reviewer/extract/_walk.c)
+        # is the first question when extraction is slower than expected.
+        if os.environ.get("REVIEWER_WALK_HELPER", "1") == "0":
+            helper = "off (REVIEWER_WALK_HELPER=0)"
+        elif importlib.util.find_spec("reviewer.extract._walk") is not None:
+            helper = "built"
+        else:
+            helper = "not built, the walk is pure Python (install with a C compiler)"
+        typer.echo(f"reviewer {__version__} (compiled walk helper: {helper})")
         raise typer.Exit(0)
 
 

@@ -27,6 +27,9 @@ def test_version() -> None:
     r = run_cli("--version")
     assert r.returncode == 0
     assert r.stdout.startswith("reviewer ")
+    assert "compiled walk helper: " in r.stdout
+    r = run_cli("--version", env={"REVIEWER_WALK_HELPER": "0"})
+    assert "compiled walk helper: off (REVIEWER_WALK_HELPER=0)" in r.stdout
 
 
 @pytest.mark.parametrize("cmd", [None, *COMMANDS])
