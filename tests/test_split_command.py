@@ -21,6 +21,24 @@ def test_same_as_shlex(command: str) -> None:
     assert split_command(command) == expected
 
 
+@given(st.lists(st.one_of(
+    st.text(st.sampled_from(list("ab-=/.I_\"\\ ")), max_size=8).map(lambda w: f"'{w}'"),
+    st.text(st.sampled_from(list("ab-=/.I_'\"\\")), max_size=8)), max_size=6))
+def test_single_quoted_words_same_as_shlex(words: list[str]) -> None:
+    command = " ".join(words)
+    try:
+        expected = shlex.split(command)
+    except ValueError:
+        expected = []
+    assert split_command(command) == expected
+
+
+def test_quoted_qemu_command() -> None:
+    cmd = ("cc -Iqemu-system-x86_64.p '-DCONFIG_TARGET=\"x86_64-softmmu-config-target.h\"' "
+           "'-DCONFIG_DEVICES=\"x86_64-softmmu-config-devices.h\"' -c ../hw/i386/pc.c")
+    assert split_command(cmd) == shlex.split(cmd)
+
+
 def test_plain_command() -> None:
     cmd = "cc -Imigration -I../include -DFOO=1 -c ../migration/ram.c -o ram.o"
     assert split_command(cmd) == shlex.split(cmd)
