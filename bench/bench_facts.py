@@ -32,10 +32,6 @@ from reviewer.extract.flags import plan_flags
 from reviewer.extract.runner import collect
 
 
-def _tree_rss(pid: int) -> int:
-    return _tree_mem(pid)[0]
-
-
 def _tree_mem(pid: int, pss_too: bool = True) -> tuple[int, int]:
     """(RSS, PSS) summed over the process tree. RSS counts a page shared by
     forked processes once in each; PSS divides it among them (what the tree

@@ -33,7 +33,7 @@ from reviewer.errors import UserError
 from reviewer.extract.cache import Memo, default_cache_dir
 from reviewer.extract.facts import FactSet
 from reviewer.extract.flags import plan_flags
-from reviewer.extract.runner import RunResult, run
+from reviewer.extract.runner import RunResult, run, write_all
 from reviewer.findings import Finding, Related
 from reviewer.model import ApiModel
 from reviewer.vcs.git import Change, CommitInfo, Repository, message_id_of
@@ -436,9 +436,7 @@ class _Analyses:
             try:
                 os.close(r)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-                view = memoryview(_outcome(work))
-                while view:
-                    view = view[os.write(w, view):]
+                write_all(w, _outcome(work))
             except BaseException:
                 code = 70
             finally:

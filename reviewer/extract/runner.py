@@ -192,6 +192,13 @@ def _limits() -> tuple[float, int]:
     return num("REVIEWER_TU_TIMEOUT", 120.0), int(num("REVIEWER_TU_MEMORY", 4096.0) * 2**20)
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """All of data to a pipe (os.write may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _child(job: Job, fd: int, memory: int) -> None:
     """In the forked child: parse, send the pickled result, exit without
     running the parent's atexit handlers or flushing its buffers."""
@@ -213,10 +220,7 @@ def _child(job: Job, fd: int, memory: int) -> None:
         except MemoryError:
             out = (_skipped(job, f"needs more than {memory >> 20} MiB (REVIEWER_TU_MEMORY); "
                             "skipped"), [])
-        data = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
     except BaseException:
         code = 70
     finally:
