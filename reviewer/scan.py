@@ -33,7 +33,7 @@ from reviewer.errors import UserError
 from reviewer.extract.cache import Memo, default_cache_dir
 from reviewer.extract.facts import FactSet
 from reviewer.extract.flags import plan_flags
-from reviewer.extract.runner import RunResult, run, write_all
+from reviewer.extract.runner import RunResult, run, sigint_held, write_all
 from reviewer.findings import Finding, Related
 from reviewer.model import ApiModel
 from reviewer.vcs.git import Change, CommitInfo, Repository, message_id_of
@@ -425,24 +425,25 @@ class _Analyses:
         while len(self.running) >= self.limit:
             self.join(next(iter(self.running)))
         r, w = os.pipe()
-        try:
-            pid = os.fork()
-        except BaseException:
-            os.close(r)
-            os.close(w)
-            raise
-        if pid == 0:  # pragma: no cover - the child; its result is checked by the parent
-            code = 0
+        with sigint_held():
             try:
-                os.close(r)
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-                write_all(w, _outcome(work))
+                pid = os.fork()
             except BaseException:
-                code = 70
-            finally:
-                os._exit(code)
-        self.running[sha] = (pid, r)
-        os.close(w)
+                os.close(r)
+                os.close(w)
+                raise
+            if pid == 0:  # pragma: no cover - the child; its result is checked by the parent
+                code = 0
+                try:
+                    os.close(r)
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+                    write_all(w, _outcome(work))
+                except BaseException:
+                    code = 70
+                finally:
+                    os._exit(code)
+            self.running[sha] = (pid, r)
+            os.close(w)
 
     def join(self, sha: str) -> Version:
         if sha in self.done:

@@ -192,6 +192,23 @@ def _limits() -> tuple[float, int]:
     return num("REVIEWER_TU_TIMEOUT", 120.0), int(num("REVIEWER_TU_MEMORY", 4096.0) * 2**20)
 
 
+@contextlib.contextmanager
+def sigint_held() -> Iterator[None]:
+    """SIGINT blocked across a fork and the parent's note of the child.
+
+    The children ignore Ctrl-C (their parent handles it and kills them), but
+    only from their first line of their own: a Ctrl-C between the fork and
+    that line would raise KeyboardInterrupt in a copy of the parent, which
+    would then run the parent's cleanup. Blocked, it waits: the child sets
+    SIG_IGN, which discards it, and the parent takes it once the child's pid
+    is where its cleanup looks."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def write_all(fd: int, data: bytes) -> None:
     """All of data to a pipe (os.write may take only part of it)."""
     view = memoryview(data)
@@ -408,12 +425,13 @@ def _map_zygote(jobs_list: list[Job], workers: int) -> Iterator[tuple[int, JobRe
     n = len(jobs_list)
     timeout, memory = _limits()
     here, there = socket.socketpair()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the zygote
-        here.close()
-        _zygote(jobs_list, Connection(there.detach()), memory)
-    there.close()
-    conn = Connection(here.detach())
+    with sigint_held():
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the zygote
+            here.close()
+            _zygote(jobs_list, Connection(there.detach()), memory)
+        there.close()
+        conn = Connection(here.detach())
     running: dict[int, float] = {}  # index -> deadline
     done: dict[int, tuple[TUFacts, list[str]]] = {}
     nxt = out = 0
@@ -519,12 +537,13 @@ def _map_forked(jobs_list: list[Job], workers: int) -> Iterator[tuple[int, JobRe
         nonlocal nxt
         while nxt < n and len(running) < workers:
             r, w = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - the child
-                os.close(r)
-                _child(jobs_list[nxt], w, memory)
-            os.close(w)
-            running[r] = (nxt, pid, time.monotonic() + timeout, [])
+            with sigint_held():
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - the child
+                    os.close(r)
+                    _child(jobs_list[nxt], w, memory)
+                os.close(w)
+                running[r] = (nxt, pid, time.monotonic() + timeout, [])
             nxt += 1
 
     try:
@@ -604,11 +623,12 @@ def _extract_bounded(job: Job, timeout: float, memory: int) -> JobResult:
     from reviewer.extract import clangwalk  # noqa: F401  (loaded before forking)
 
     r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.close(r)
-        _child(job, w, memory)
-    os.close(w)
+    with sigint_held():
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            os.close(r)
+            _child(job, w, memory)
+        os.close(w)
     end = time.monotonic() + timeout
     data: list[bytes] = []
     try:
@@ -619,8 +639,14 @@ def _extract_bounded(job: Job, timeout: float, memory: int) -> JobResult:
                 return _timed_out(job, timeout), []
             chunk = os.read(r, 1 << 20)
             if not chunk:
-                return _collect_child(job, _wait(pid), b"".join(data), memory)
+                status = _wait(pid)
+                pid = 0
+                return _collect_child(job, status, b"".join(data), memory)
             data.append(chunk)
+    except BaseException:
+        if pid:
+            _kill(pid)  # it ignores Ctrl-C: interrupted here, it would run on
+        raise
     finally:
         os.close(r)
 
