@@ -46,6 +46,7 @@ CK = ci.CursorKind
 _lib = ci.conf.lib
 
 _PARSE_OPTIONS = 0x200  # CXTranslationUnit_KeepGoing: a missing header is not the end
+_FOR_SERIALIZATION = 0x10  # CXTranslationUnit_ForSerialization: the TU is saved as a PCH
 _ASSIGN = 22  # CXBinaryOperator_Assign
 _EVAL_INT = 1  # CXEval_Int
 
@@ -1177,16 +1178,22 @@ def extract(
     mode: str,
     scope: tuple[str, ...] = (),
     unsaved: dict[str, bytes] | None = None,
+    pch: str = "",
 ) -> tuple[TUFacts, list[str]]:
-    """Parse one TU and return its facts and the files it included (absolute)."""
+    """Parse one TU and return its facts and the files it included (absolute).
+
+    pch: a precompiled prefix header (reviewer.extract.pch) the TU starts
+    with. Its declarations are out of scope by construction, so the index
+    skips them rather than load each one from the PCH to be filtered out; the
+    files it holds are not among the returned includes (the caller adds them)."""
     root = os.path.normpath(os.path.abspath(root))
     path = os.path.normpath(os.path.abspath(path))
     sources = dict(unsaved or {})
-    index = ci.Index.create()
+    index = ci.Index.create(excludeDecls=bool(pch))
     try:
         tu = index.parse(
             path,
-            args=args,
+            args=[*args, "-include-pch", pch] if pch else args,
             unsaved_files=[(p, data.decode("utf-8", "replace")) for p, data in sources.items()]
             or None,
             options=_PARSE_OPTIONS,
@@ -1240,6 +1247,27 @@ def extract(
         missing_headers=tuple(sorted(set(missing))),
     )
     return facts, includes
+
+
+def build_pch(header: str, args: list[str], out: str) -> list[str] | None:
+    """Precompile `header` with a TU's arguments into `out`; the files it
+    included (absolute), or None when it had errors (a prefix with errors
+    would hide them from the TUs that use it)."""
+    index = ci.Index.create()
+    try:
+        tu = index.parse(header, args=args, options=_PARSE_OPTIONS | _FOR_SERIALIZATION)
+    except ci.TranslationUnitLoadError:
+        return None
+    if any(d.severity >= ci.Diagnostic.Error for d in tu.diagnostics):
+        return None
+    try:
+        tu.save(out)
+    except ci.TranslationUnitSaveError:
+        return None
+    workdir = next(
+        (a.split("=", 1)[1] for a in args if a.startswith("-working-directory=")), os.getcwd()
+    )
+    return sorted({os.path.normpath(os.path.join(workdir, name)) for name in _included_files(tu)})
 
 
 def _included_files(tu: ci.TranslationUnit) -> set[str]:

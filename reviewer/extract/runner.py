@@ -30,16 +30,19 @@ import select
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from reviewer.errors import UserError
-from reviewer.extract.cache import ContentHashes, FactCache, Memo
+from reviewer.extract.cache import ContentHashes, FactCache, Memo, default_cache_dir
 from reviewer.extract.delta import Carrier
 from reviewer.extract.facts import FactSet, TUFacts
 from reviewer.extract.flags import FlagPlan, plan_flags
+from reviewer.extract.pch import MIN_GROUP, PCH_ARGS, PREFIX, Pch, PchStore, starts_with_prefix
+from reviewer.extract.pch import usable as pch_usable
 
 
 @dataclass
@@ -57,6 +60,7 @@ class RunResult:
     parsed: int = 0
     cached: int = 0
     carried: int = 0  # cached facts kept across a header change that cannot touch them
+    precompiled: int = 0  # TUs parsed with a precompiled prefix (reviewer.extract.pch)
 
     @property
     def degraded(self) -> list[TUFacts]:
@@ -109,15 +113,19 @@ def collect(paths: Iterable[str], root: str) -> Inputs:
     return out
 
 
-def _extract_job(
-    job: tuple[str, list[str], str, str, tuple[str, ...], dict[str, bytes]],
-) -> tuple[TUFacts, list[str]]:
+def _extract_job(job: Job) -> tuple[TUFacts, list[str]]:
     # Imported here, not at the top: loading libclang costs start-up time that a
     # fully cached run does not need.
     from reviewer.extract import clangwalk
 
-    path, args, root, mode, scope, unsaved = job
+    path, args, root, mode, scope, unsaved, pch = job
     try:
+        if pch:
+            try:
+                return clangwalk.extract(path, [*args, *PCH_ARGS], root=root, mode=mode,
+                                         scope=scope, unsaved=unsaved, pch=pch)
+            except clangwalk.ParseFailure:
+                pass  # a PCH removed or damaged since it was checked: parse it all
         return clangwalk.extract(path, args, root=root, mode=mode, scope=scope, unsaved=unsaved)
     except clangwalk.ParseFailure as exc:
         rel = os.path.relpath(path, root)
@@ -130,9 +138,10 @@ def _extract_job(
         return _skipped(job, "nested too deeply for reviewer's walker; skipped"), []
 
 
-# (path, args, root, mode, scope, unsaved): everything one parse needs, so that it
-# can run in another process or on another machine.
-Job = tuple[str, list[str], str, str, tuple[str, ...], dict[str, bytes]]
+# (path, args, root, mode, scope, unsaved, pch): everything one parse needs, so
+# that it can run in another process or on another machine (where pch, a
+# precompiled prefix on this machine, is "").
+Job = tuple[str, list[str], str, str, tuple[str, ...], dict[str, bytes], str]
 JobResult = tuple[TUFacts, list[str]]  # (facts, absolute paths of the included files)
 
 EXECUTORS = ("local", "dask")
@@ -159,7 +168,7 @@ class Executor:
 
 
 def _skipped(job: Job, why: str) -> TUFacts:
-    path, _, root, mode, _, _ = job
+    path, _, root, mode, _, _, _ = job
     return TUFacts(file=os.path.relpath(path, root), mode=mode, failed=why)
 
 
@@ -304,18 +313,30 @@ def run(
         else:
             todo.append((path, key))
     mode_of = {p: ("build" if plan.entry_for(p) is not None else "nobuild") for p, _ in todo}
-    jobs_list: list[Job] = [
-        (p, plan.args_for(p), root, mode_of[p], inputs.scope, dict(unsaved or {}))
-        for p, _ in todo
-    ]
-    # Results may come back in any order (a cluster finishes them as it can);
-    # each is cached as it arrives, and failures are reported afterwards in
-    # input order so that the problems list does not depend on the executor.
-    for i, (facts, includes) in _map(jobs_list, jobs, progress, executor or Executor()):
-        path, key = todo[i]
-        results[path] = facts
-        if not facts.failed:
-            cache.put(key, facts, {inc: hashes(inc) for inc in [path, *includes]})
+    executor = executor or Executor()
+    with contextlib.ExitStack() as stack:  # holds a PCH directory made for this run only
+        pchs: dict[str, Pch] = {}
+        if executor.kind == "local" and todo and os.environ.get("REVIEWER_PCH", "1") != "0":
+            where = (cache_dir or default_cache_dir()) if use_cache else stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="reviewer-pch-"))
+            pchs = _prefixes([p for p, _ in todo], plan, root, inputs.scope, unsaved,
+                             PchStore(where), hashes, jobs)
+        jobs_list: list[Job] = [
+            (p, plan.args_for(p), root, mode_of[p], inputs.scope, dict(unsaved or {}),
+             pchs[p].path if p in pchs else "")
+            for p, _ in todo
+        ]
+        # Results may come back in any order (a cluster finishes them as it can);
+        # each is cached as it arrives, and failures are reported afterwards in
+        # input order so that the problems list does not depend on the executor.
+        for i, (facts, includes) in _map(jobs_list, jobs, progress, executor):
+            path, key = todo[i]
+            results[path] = facts
+            if not facts.failed:
+                # A TU parsed with a PCH depends on the files in it too (libclang
+                # does not list them among the TU's inclusions).
+                deps = [path, *includes, *(pchs[path].inputs if path in pchs else ())]
+                cache.put(key, facts, {inc: hashes(inc) for inc in deps})
     problems.extend(
         f"{results[p].file}: {results[p].failed}" for p, _ in todo if results[p].failed
     )
@@ -327,7 +348,122 @@ def run(
     tus = [results[p] for p in inputs.tus]
     cached = len(inputs.tus) - len(todo)
     return RunResult(FactSet(tus), plan, problems, parsed=len(todo), cached=cached,
-                     carried=carried)
+                     carried=carried, precompiled=len(pchs))
+
+
+def _prefixes(paths: list[str], plan: FlagPlan, root: str, scope: tuple[str, ...],
+              unsaved: dict[str, bytes] | None, store: PchStore, hashes: ContentHashes,
+              jobs: int | None) -> dict[str, Pch]:
+    """The precompiled prefix each TU to parse can use (reviewer.extract.pch):
+    TUs that begin with the prefix's #include are grouped by their flags; a
+    group uses the stored PCH for its flags if it still fits, and one is built
+    for a group of MIN_GROUP or more."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for p in paths:
+        data = (unsaved or {}).get(p)
+        if data is None:
+            try:
+                with open(p, "rb") as fh:
+                    data = fh.read(1 << 16)  # past any licence comment
+            except OSError:
+                continue
+        # A TU beside a qemu/ directory of its own would find another header.
+        if starts_with_prefix(data) and not os.path.exists(
+                os.path.join(os.path.dirname(p), PREFIX)):
+            groups.setdefault(tuple(plan.args_for(p)), []).append(p)
+
+    def in_scope(rel: str) -> bool:
+        return any(rel == s or rel.startswith(s.rstrip("/") + "/") for s in scope)
+
+    found: dict[tuple[str, ...], Pch] = {}
+    build: list[tuple[tuple[str, ...], str, str]] = []  # (args, key, where to)
+    for args, members in groups.items():
+        key = store.key(list(args))
+        pch = store.lookup(key, hashes)
+        if pch is not None:
+            found[args] = pch
+        elif len(members) >= MIN_GROUP:
+            build.append((args, key, store.new_path(key)))
+    if build:
+        try:
+            header = store.header()
+        except OSError:
+            build = []
+        specs = [(header, list(args), out) for args, _, out in build]
+        for (args, key, out), inputs in zip(build, _build_pchs(specs, jobs), strict=True):
+            if inputs is None:
+                with contextlib.suppress(OSError):
+                    os.unlink(out)
+                continue
+            with contextlib.suppress(OSError):
+                found[args] = store.commit(key, out, inputs, hashes)
+    return {p: found[args] for args, members in groups.items() if args in found
+            and pch_usable(found[args], root, in_scope, unsaved) for p in members}
+
+
+def _build_pchs(specs: list[tuple[str, list[str], str]], jobs: int | None
+                ) -> list[list[str] | None]:
+    """Build each (header, args, out) PCH in a forked child, `jobs` at a time:
+    the files each included, or None where it failed (an error in the
+    prefix, a crash, the time limit)."""
+    from reviewer.extract import clangwalk
+
+    timeout, _ = _limits()
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(specs)))
+    out: list[list[str] | None] = [None] * len(specs)
+    running: dict[int, tuple[int, int, float]] = {}  # pid -> (index, read end, deadline)
+    chunks: dict[int, list[bytes]] = {}
+    nxt = 0
+    try:
+        while nxt < len(specs) or running:
+            while nxt < len(specs) and len(running) < workers:
+                r, w = os.pipe()
+                with sigint_held():
+                    pid = os.fork()
+                    if pid == 0:  # pragma: no cover - the child
+                        code = 0
+                        try:
+                            os.close(r)
+                            signal.signal(signal.SIGINT, signal.SIG_IGN)
+                            clangwalk.keep_translation_units()
+                            header, args, dest = specs[nxt]
+                            got = clangwalk.build_pch(header, args, dest)
+                            write_all(w, pickle.dumps(got))
+                        except BaseException:
+                            code = 70
+                        finally:
+                            os._exit(code)
+                    os.close(w)
+                    running[pid] = (nxt, r, time.monotonic() + timeout)
+                    chunks[pid] = []
+                nxt += 1
+            fds = {r: pid for pid, (_, r, _) in running.items()}
+            wait = max(0.0, min(d for _, _, d in running.values()) - time.monotonic())
+            ready, _, _ = select.select(list(fds), [], [], wait)
+            for r in ready:
+                pid = fds[r]
+                data = os.read(r, 1 << 16)
+                if data:
+                    chunks[pid].append(data)
+                    continue
+                i, _, _ = running.pop(pid)
+                os.close(r)
+                status = _wait(pid)
+                if status == (0, None):
+                    with contextlib.suppress(Exception):
+                        out[i] = pickle.loads(b"".join(chunks[pid]))
+            now = time.monotonic()
+            for pid, (_, r, deadline) in list(running.items()):
+                if deadline <= now:
+                    _kill(pid)
+                    os.close(r)
+                    del running[pid]
+    finally:
+        for pid, (_, r, _) in running.items():
+            _kill(pid)
+            with contextlib.suppress(OSError):
+                os.close(r)
+    return out
 
 
 def _check_text(path: str, unsaved: dict[str, bytes] | None, problems: list[str], rel: str) -> None:
@@ -654,8 +790,8 @@ def _extract_bounded(job: Job, timeout: float, memory: int) -> JobResult:
 def _extract_with(job: Job, unsaved: dict[str, bytes], timeout: float, memory: int) -> JobResult:
     """A Dask task: the job with the run's unsaved files put back (they travel
     once per worker, not once per task), under the driver's limits."""
-    path, args, root, mode, scope, _ = job
-    return _extract_bounded((path, args, root, mode, scope, unsaved), timeout, memory)
+    path, args, root, mode, scope, _, _ = job
+    return _extract_bounded((path, args, root, mode, scope, unsaved, ""), timeout, memory)
 
 
 def _map_dask(
@@ -700,7 +836,7 @@ def _map_dask(
         # pure=False: the tasks are not deduplicated by hashing their arguments
         # (hashing every job's flags would cost more than it could save).
         futures = [
-            client.submit(_extract_with, (*j[:5], {}), shared, timeout, memory, pure=False)
+            client.submit(_extract_with, (*j[:5], {}, ""), shared, timeout, memory, pure=False)
             for j in jobs_list
         ]
         index = {f.key: i for i, f in enumerate(futures)}
