@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Check, on a real series, that facts carried across header changes
-(reviewer.extract.delta) equal the facts of a fresh parse.
+"""Check, on a real series, that facts carried across header changes, or
+spliced with a changed header's new functions (reviewer.extract.delta), equal
+the facts of a fresh parse.
 
     python -m bench.carry_check QEMU_CHECKOUT RANGE [--build-dir DIR] [--paths migration ...]
 
@@ -47,7 +48,7 @@ def main() -> int:
         plan = plan_flags(tree, args.build_dir, None, cache, source_root=repo.root)
         run(list(args.paths), root=tree, plan=plan, cache_dir=cache, jobs=args.jobs,
             progress=False, scope=scope)
-        total_parsed = total_carried = 0
+        total_parsed = total_carried = total_spliced = 0
         for c in commits:
             previous = previous_of(repo, tree, prev, _materialise(repo, tree, prev, c.sha))
             prev = c.sha
@@ -75,9 +76,12 @@ def main() -> int:
                                   if isinstance(x, tuple) else f"  {a.file} {name}: {x} / {y}")
             total_parsed += got.parsed
             total_carried += got.carried
+            total_spliced += got.spliced
             print(f"{c.sha[:10]} {c.subject[:50]:50} parsed {got.parsed:3} carried "
-                  f"{got.carried:3} differ {len(diffs)} {' '.join(diffs)}", flush=True)
-        print(f"total: parsed {total_parsed}, carried {total_carried}, differing TUs {bad}")
+                  f"{got.carried:3} spliced {got.spliced:3} differ {len(diffs)} "
+                  f"{' '.join(diffs)}", flush=True)
+        print(f"total: parsed {total_parsed}, carried {total_carried}, spliced "
+              f"{total_spliced}, differing TUs {bad}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 1 if bad else 0

@@ -165,12 +165,54 @@ def test_carried_facts_equal_fresh_ones(tmp_path: object) -> None:
     got = _facts(d, cache, prev)
     assert (got.parsed, got.carried) == (1, 2)
     # A function the header declares or defines is a fact of every includer
-    # (the header is in scope): all parse again.
+    # (the header is in scope): one TU parses again, and the others take the
+    # header's new functions from it, exactly as a parse would give them.
     proto = "void dev_reset(DevState *s);"
-    for old, new in (("s->level++;", "s->level += 2;"), (proto, proto + "\nvoid x(void);")):
+    kick = "static inline void dev_kick(DevState *s)\n{"
+    for old, new in (("s->level++;", "s->level += 2;"), (proto, proto + "\nvoid dev_stop(void);"),
+                     # one more function, with calls, before the others
+                     (proto, "static inline void dev_poke(void)\n{\n    bql_lock();\n"
+                      "    bql_unlock();\n}\n" + proto),
+                     (kick, kick + "\n    dev_poke();")):
         got = _facts(d, cache, _change(d, old, new))
-        assert (got.parsed, got.carried) == (3, 0)
+        assert (got.parsed, got.carried, got.spliced) == (1, 0, 2)
         assert got.facts.tus == _facts(d, cache, use_cache=False).facts.tus
+    # Only the header's own dev_check() calls dev_line().
+    got = _facts(d, cache, _change(d, "int dev_line(int line);",
+                                   "int dev_line(int line, ...);"))
+    assert (got.parsed, got.carried, got.spliced) == (1, 0, 2)
+    assert got.facts.tus == _facts(d, cache, use_cache=False).facts.tus
+    got = _facts(d, cache, _change(d, "bool (*ready)(void *opaque, int n);\n",
+                                   "bool (*ready)(void *opaque, int n);\n    int more;\n"))
+    assert (got.parsed, got.carried) == (0, 3)
+    with open(os.path.join(d, "hw", "user.c"), "a") as fh:
+        fh.write("void user_kick(DevState *s)\n{\n    dev_kick(s);\n}\n")
+    _facts(d, cache)
+    got = _facts(d, cache, _change(d, "s->level += 2;", "s->level += 3;"))
+    assert (got.parsed, got.spliced) == (2, 1)  # user.c calls dev_kick: parsed itself
+    assert got.facts.tus == _facts(d, cache, use_cache=False).facts.tus
+
+
+def test_splice_needs_the_same_header_facts(tmp_path: object) -> None:
+    """A header whose functions mean something else in one TU (a macro that
+    TU defines first): that TU is parsed, not given another TU's facts."""
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    header = os.path.join(d, "hw", "dev.h")
+    with open(header) as fh:
+        text = fh.read()
+    with open(header, "w") as fh:
+        fh.write(text.replace("    s->level++;\n", "    s->level++;\n#ifdef DEV_TRACE\n"
+                              "    dev_line(0);\n#endif\n"))
+    with open(os.path.join(d, "hw", "locked.c"), "w") as fh:
+        fh.write("#define DEV_TRACE\n" + LOCKED)
+    first = _facts(d, cache)
+    assert first.parsed == 3
+    got = _facts(d, cache, _change(d, "void dev_reset(DevState *s);",
+                                   "void dev_reset(DevState *s);\nvoid dev_stop(void);"))
+    assert got.parsed + got.spliced == 3 and got.parsed >= 2
+    assert got.facts.tus == _facts(d, cache, use_cache=False).facts.tus
 
 
 def test_out_of_scope_header(tmp_path: object) -> None:

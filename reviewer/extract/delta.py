@@ -25,9 +25,9 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from reviewer.extract.facts import Call, Node, TUFacts
+from reviewer.extract.facts import Call, Function, Node, TUFacts
 
 _ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'", re.S)
@@ -129,11 +129,14 @@ def _declared(item: str) -> set[str] | None:
         if re.match(r"#\s*undef\s+([A-Za-z_]\w*)", item):
             return {item.split()[-1]}
         return None
-    names: set[str] = set(_FN_POINTER.findall(item))
     if _MACRO_CALL.match(item):
         # A macro invoked at the top level (G_DEFINE_AUTOPTR_CLEANUP_FUNC(T, f))
-        # defines things named after its arguments.
-        names |= set(_ID.findall(item))
+        # defines things named after its arguments. The macro itself is not
+        # changed by one more use of it: a TU that uses it elsewhere (every
+        # user of g_autoptr) is not concerned.
+        args = set(_ID.findall(item[item.index("("):])) - _KEYWORDS
+        return args or None
+    names: set[str] = set(_FN_POINTER.findall(item))
     depth = 0
     pending = ""  # the last identifier seen at depth 0
     first = item.split()[0]
@@ -375,9 +378,11 @@ class Carrier:
         return any(rel == s or rel.startswith(s.rstrip("/") + "/") for s in self.scope)
 
     def carry(self, main: str, facts: TUFacts, includes: dict[str, str], changed: list[str]
-              ) -> TUFacts | None:
-        """The TU's facts with the changed headers' new version, or None when the
-        change may alter them (then the TU is parsed again)."""
+              ) -> TUFacts | Splice | None:
+        """The TU's facts with the changed headers' new version; a Splice when
+        that holds except for the functions of changed headers in scope (their
+        new facts come from another TU's parse); None when the change may
+        alter them otherwise (then the TU is parsed again)."""
         names: set[str] = set()
         already = frozenset(includes)
         for path in changed:
@@ -404,16 +409,30 @@ class Carrier:
             if table is None:
                 table = self._macros[inc] = macros(self.text(inc) or "")
             macro_map.update(table)
+        # The functions a header in scope declares and defines are facts of
+        # every TU that includes it: where the change touches those, that part
+        # of the facts is replaced as a whole (a Splice), and what the header's
+        # bodies name does not count as seen below.
+        spliced: set[str] = set()
+        for path in changed:
+            if self._in_scope(self._rel(path)):
+                if path not in self._fn_change:
+                    self._fn_change[path] = declares_functions(self._old(path), self.text(path))
+                if self._fn_change[path]:
+                    spliced.add(path)
+        spliced_rel = frozenset(self._rel(p) for p in spliced)
         # What the TU names, and what its facts name: the functions of other
         # headers in scope call and take types the main file may never spell.
         named = identifiers(main_text)
         for c in facts.calls:
+            if c.caller_file in spliced_rel:
+                continue
             named.update(_ID.findall(c.callee))
             if c.macro:
                 named.add(c.macro)
         changed_set = set(changed)
         for inc in includes:
-            if inc == main or not self._in_scope(self._rel(inc)):
+            if inc == main or inc in spliced or not self._in_scope(self._rel(inc)):
                 continue
             # The functions of a header in scope are facts of this TU too: what
             # their bodies name (macros, constants) counts as seen. A changed
@@ -423,29 +442,168 @@ class Carrier:
             else:
                 named |= self._body_ids(inc)
         for f in facts.functions:
+            if f.file in spliced_rel:
+                continue
             for p in f.params:
                 named.update(_ID.findall(p.type))
         seen = visible(named, macro_map)
-        for path in changed:
-            # The functions a header in scope declares and defines are facts of
-            # every TU that includes it.
-            if self._in_scope(self._rel(path)):
-                if path not in self._fn_change:
-                    self._fn_change[path] = declares_functions(self._old(path), self.text(path))
-                if self._fn_change[path]:
-                    return None
         if names & seen:
             return None
         maps: dict[str, dict[int, int]] = {}
         for path in changed:
             rel = self._rel(path)
+            if path in spliced:
+                continue
             if rel not in self._lines:
                 self._lines[rel] = line_map(self._old(path) or "", self.text(path) or "")
             maps[rel] = self._lines[rel]
         try:
-            return _moved(facts, maps)
+            moved = _moved(facts, maps)
         except KeyError:
             return None  # a fact on a line that changed
+        if spliced:
+            return Splice(spliced_rel, moved)
+        return moved
+
+
+@dataclass(frozen=True)
+class Splice:
+    """A TU's facts that still hold once the functions of the headers in
+    `headers` (root-relative, in scope) are replaced by their new version,
+    which another TU's parse gives (splice_headers)."""
+
+    headers: frozenset[str]
+    facts: TUFacts  # the old facts, lines of the other changed headers moved
+
+
+def splice_class(splice: Splice) -> tuple[object, ...] | None:
+    """TUs of one class had the same facts for the headers' functions (the
+    same text can mean something else in another TU: __FILE__ is the path the
+    TU included it by), so one TU's new facts for them serve the whole class.
+    None: that part cannot be cut out of the TU's facts (parse it)."""
+    sec = _section(splice.facts, splice.headers)
+    return None if sec is None else (splice.headers, sec.functions, sec.calls)
+
+
+@dataclass(frozen=True)
+class _Section:
+    """The facts of some headers' functions within a TU: the functions as a
+    contiguous run of TUFacts.functions, and their calls, with the bodies'
+    call indices counted within `calls`."""
+
+    start: int
+    end: int
+    functions: tuple[Function, ...]
+    calls: tuple[Call, ...]
+
+    def same(self, other: _Section) -> bool:
+        return self.functions == other.functions and self.calls == other.calls
+
+
+def _renumbered(fn: Function, index: dict[int, int]) -> Function:
+    """fn with its body's call indices mapped (KeyError for one not mapped)."""
+    def node(n: Node) -> Node:
+        return replace(n, call=index[n.call] if n.call >= 0 else n.call,
+                       branches=tuple(tuple(node(x) for x in br) for br in n.branches))
+    if not fn.body:
+        return fn
+    return replace(fn, body=tuple(node(n) for n in fn.body))
+
+
+def _section(facts: TUFacts, headers: frozenset[str]) -> _Section | None:
+    """The headers' part of a TU's facts, or None when it cannot be cut out
+    cleanly: its functions not one run, a field store, object reference or
+    diagnostic located in the headers (their place among the TU's is not
+    recorded), or a call index out of place."""
+    idx = [i for i, f in enumerate(facts.functions) if f.file in headers]
+    if not idx or idx != list(range(idx[0], idx[-1] + 1)):
+        return None
+    if (any(x.file in headers for x in facts.field_stores)
+            or any(x.file in headers for x in facts.object_refs)
+            or any(x.file in headers for x in facts.diagnostics)):
+        return None
+    calls = [i for i, c in enumerate(facts.calls) if c.caller_file in headers]
+    local = {g: i for i, g in enumerate(calls)}
+    try:
+        fns = tuple(_renumbered(f, local) for f in facts.functions[idx[0]:idx[-1] + 1])
+    except KeyError:
+        return None
+    return _Section(idx[0], idx[-1] + 1, fns, tuple(facts.calls[i] for i in calls))
+
+
+def _with_section(facts: TUFacts, old: _Section, new: _Section) -> TUFacts | None:
+    """facts with section `old` replaced by `new`. A TU's calls come in the
+    order of the functions that make them, so the new section's calls go
+    after those of the functions before it; None if that order does not hold."""
+    before = {(f.file, f.name) for f in facts.functions[:old.start] if f.is_definition}
+    after = {(f.file, f.name) for f in facts.functions[old.end:] if f.is_definition}
+    headers = {f.file for f in old.functions}
+    kept = [i for i, c in enumerate(facts.calls) if c.caller_file not in headers]
+    n = 0  # how many of the kept calls are made by the functions before
+    for j, i in enumerate(kept):
+        who = (facts.calls[i].caller_file, facts.calls[i].caller)
+        if who in before:
+            if j != n:
+                return None
+            n += 1
+        elif who not in after:
+            return None
+    index = {g: (i if i < n else i + len(new.calls)) for i, g in enumerate(kept)}
+    shift = {i: n + i for i in range(len(new.calls))}
+    try:
+        functions = (
+            *(_renumbered(f, index) for f in facts.functions[:old.start]),
+            *(_renumbered(f, shift) for f in new.functions),
+            *(_renumbered(f, index) for f in facts.functions[old.end:]),
+        )
+    except KeyError:
+        return None
+    calls = (*(facts.calls[i] for i in kept[:n]), *new.calls, *(facts.calls[i] for i in kept[n:]))
+    return replace(facts, functions=functions, calls=calls)
+
+
+@dataclass(frozen=True)
+class HeaderFacts:
+    """What a change to some headers in scope did to their functions' facts,
+    learnt from one TU parsed again (the representative): its old and new
+    section, and how its `addressed` counts moved."""
+
+    old: _Section
+    new: _Section
+    addressed: tuple[tuple[str, int], ...]
+
+
+def header_facts(splice: Splice, fresh: TUFacts) -> HeaderFacts | None:
+    """From a TU that was a Splice and has been parsed again: the change to
+    the headers' facts, checked by rebuilding its fresh facts from its old
+    ones (None if that does not give them exactly: something else changed)."""
+    old = _section(splice.facts, splice.headers)
+    new = _section(fresh, splice.headers)
+    if old is None or new is None or fresh.failed:
+        return None
+    rebuilt = _with_section(splice.facts, old, new)
+    if rebuilt is None or replace(rebuilt, addressed=fresh.addressed) != fresh:
+        return None
+    moved = Counter(dict(fresh.addressed))
+    moved.subtract(dict(splice.facts.addressed))
+    return HeaderFacts(old, new, tuple(sorted((k, v) for k, v in moved.items() if v)))
+
+
+def splice_headers(splice: Splice, change: HeaderFacts) -> TUFacts | None:
+    """A TU's new facts from its old ones and the representative's change,
+    when its old section of the headers equals the representative's (the
+    headers meant the same in both TUs); None otherwise."""
+    old = _section(splice.facts, splice.headers)
+    if old is None or not old.same(change.old):
+        return None
+    got = _with_section(splice.facts, old, change.new)
+    if got is None:
+        return None
+    counts = Counter(dict(got.addressed))
+    counts.update(dict(change.addressed))
+    if any(v < 0 for v in counts.values()):
+        return None
+    return replace(got, addressed=tuple(sorted((k, v) for k, v in counts.items() if v)))
 
 
 def _moved_call(c: Call, m: dict[int, int]) -> Call:

@@ -38,7 +38,7 @@ from typing import Any
 
 from reviewer.errors import UserError
 from reviewer.extract.cache import ContentHashes, FactCache, Memo, default_cache_dir
-from reviewer.extract.delta import Carrier
+from reviewer.extract.delta import Carrier, Splice, header_facts, splice_class, splice_headers
 from reviewer.extract.facts import FactSet, TUFacts
 from reviewer.extract.flags import FlagPlan, plan_flags
 from reviewer.extract.pch import MIN_GROUP, PCH_ARGS, PREFIX, Pch, PchStore, starts_with_prefix
@@ -61,6 +61,7 @@ class RunResult:
     cached: int = 0
     carried: int = 0  # cached facts kept across a header change that cannot touch them
     precompiled: int = 0  # TUs parsed with a precompiled prefix (reviewer.extract.pch)
+    spliced: int = 0  # cached facts kept with new facts of changed headers' functions
 
     @property
     def degraded(self) -> list[TUFacts]:
@@ -293,7 +294,8 @@ def run(
     todo: list[tuple[str, str]] = []  # (path, cache key)
     carrier = Carrier(root, inputs.scope, previous, unsaved) if previous else None
     before = {p: ContentHashes.digest(d) for p, d in (previous or {}).items() if d is not None}
-    carried = 0
+    carried = spliced = 0
+    splices: dict[str, tuple[str, Splice, dict[str, str]]] = {}  # path -> (key, it, includes)
     for path in inputs.tus:
         rel = os.path.relpath(path, root)
         if plan.mode == "build" and plan.entries and plan.entry_for(path) is None:
@@ -304,7 +306,11 @@ def run(
         if hit is None and carrier is not None:
             near = cache.get_near(key, hashes, before)
             if near is not None:
-                hit = carrier.carry(path, *near)
+                got = carrier.carry(path, *near)
+                if isinstance(got, Splice):
+                    splices[path] = (key, got, near[1])
+                    continue
+                hit = got
                 if hit is not None:
                     carried += 1
                     cache.put(key, hit, {inc: hashes(inc) for inc in near[1]})
@@ -312,31 +318,67 @@ def run(
             results[path] = hit
         else:
             todo.append((path, key))
-    mode_of = {p: ("build" if plan.entry_for(p) is not None else "nobuild") for p, _ in todo}
+    # TUs whose facts hold but for the functions of changed headers in scope
+    # (a new inline function in migration/migration.h): one per header set and
+    # flag set is parsed, and gives the others those functions' new facts.
+    groups: dict[tuple[object, ...], list[str]] = {}
+    for p, (_, sp, _) in splices.items():
+        cls = splice_class(sp)
+        groups.setdefault((p,) if cls is None else (*cls, plan.digest(p)), []).append(p)
+    reps = {min(members, key=_size) for members in groups.values()}
+    todo += [(p, splices[p][0]) for p in inputs.tus if p in reps]
     executor = executor or Executor()
     with contextlib.ExitStack() as stack:  # holds a PCH directory made for this run only
-        pchs: dict[str, Pch] = {}
-        if executor.kind == "local" and todo and os.environ.get("REVIEWER_PCH", "1") != "0":
-            where = (cache_dir or default_cache_dir()) if use_cache else stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="reviewer-pch-"))
-            pchs = _prefixes([p for p, _ in todo], plan, root, inputs.scope, unsaved,
-                             PchStore(where), hashes, jobs)
-        jobs_list: list[Job] = [
-            (p, plan.args_for(p), root, mode_of[p], inputs.scope, dict(unsaved or {}),
-             pchs[p].path if p in pchs else "")
-            for p, _ in todo
-        ]
-        # Results may come back in any order (a cluster finishes them as it can);
-        # each is cached as it arrives, and failures are reported afterwards in
-        # input order so that the problems list does not depend on the executor.
-        for i, (facts, includes) in _map(jobs_list, jobs, progress, executor):
-            path, key = todo[i]
-            results[path] = facts
-            if not facts.failed:
-                # A TU parsed with a PCH depends on the files in it too (libclang
-                # does not list them among the TU's inclusions).
-                deps = [path, *includes, *(pchs[path].inputs if path in pchs else ())]
-                cache.put(key, facts, {inc: hashes(inc) for inc in deps})
+
+        def parse(items: list[tuple[str, str]]) -> None:
+            """Parse these TUs, caching each result as it comes."""
+            mode_of = {p: ("build" if plan.entry_for(p) is not None else "nobuild")
+                       for p, _ in items}
+            pchs: dict[str, Pch] = {}
+            if executor.kind == "local" and items and os.environ.get("REVIEWER_PCH", "1") != "0":
+                where = (cache_dir or default_cache_dir()) if use_cache else stack.enter_context(
+                    tempfile.TemporaryDirectory(prefix="reviewer-pch-"))
+                pchs = _prefixes([p for p, _ in items], plan, root, inputs.scope, unsaved,
+                                 PchStore(where), hashes, jobs)
+                precompiled.update(pchs)
+            jobs_list: list[Job] = [
+                (p, plan.args_for(p), root, mode_of[p], inputs.scope, dict(unsaved or {}),
+                 pchs[p].path if p in pchs else "")
+                for p, _ in items
+            ]
+            # Results may come back in any order (a cluster finishes them as it
+            # can); each is cached as it arrives, and failures are reported
+            # afterwards in input order so that the problems list does not
+            # depend on the executor.
+            for i, (facts, includes) in _map(jobs_list, jobs, progress, executor):
+                path, key = items[i]
+                results[path] = facts
+                if not facts.failed:
+                    # A TU parsed with a PCH depends on the files in it too
+                    # (libclang does not list them among the TU's inclusions).
+                    deps = [path, *includes, *(pchs[path].inputs if path in pchs else ())]
+                    cache.put(key, facts, {inc: hashes(inc) for inc in deps})
+
+        precompiled: dict[str, Pch] = {}
+        parse(todo)
+        again: list[tuple[str, str]] = []
+        for members in groups.values():
+            rep = min(members, key=_size)
+            change = header_facts(splices[rep][1], results[rep])
+            for p in members:
+                if p == rep:
+                    continue
+                key, sp, includes = splices[p]
+                got = splice_headers(sp, change) if change is not None else None
+                if got is None:
+                    again.append((p, key))
+                    continue
+                results[p] = got
+                spliced += 1
+                cache.put(key, got, {inc: hashes(inc) for inc in includes})
+        again.sort(key=lambda item: inputs.tus.index(item[0]))
+        parse(again)
+        todo += again
     problems.extend(
         f"{results[p].file}: {results[p].failed}" for p, _ in todo if results[p].failed
     )
@@ -347,8 +389,17 @@ def run(
         problems.append(cache.warning)
     tus = [results[p] for p in inputs.tus]
     cached = len(inputs.tus) - len(todo)
-    return RunResult(FactSet(tus), plan, problems, parsed=len(todo), cached=cached,
-                     carried=carried, precompiled=len(pchs))
+    return RunResult(FactSet(tus), plan, problems, parsed=len(todo),
+                     cached=cached, carried=carried, precompiled=len(precompiled),
+                     spliced=spliced)
+
+
+def _size(path: str) -> int:
+    """A TU's size, to choose the quickest to parse among equals."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _prefixes(paths: list[str], plan: FlagPlan, root: str, scope: tuple[str, ...],
