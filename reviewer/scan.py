@@ -28,10 +28,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from reviewer.analysis.bql import Flow
 from reviewer.analysis.engine import analyze, read_source
+from reviewer.analysis.incremental import FlowKey, FlowMemo, Shape, export, reusable
+from reviewer.analysis.program import Program
 from reviewer.errors import UserError
 from reviewer.extract.cache import Memo, default_cache_dir
-from reviewer.extract.facts import FactSet
+from reviewer.extract.facts import FactSet, TUFacts
 from reviewer.extract.flags import plan_flags
 from reviewer.extract.runner import RunResult, run, sigint_held, write_all
 from reviewer.findings import Finding, Related
@@ -358,9 +361,20 @@ def _snapshot(tree: str, facts: FactSet) -> dict[str, bytes | None]:
 
 
 def _analysed(sha: str, tree: str, result: RunResult, model: ApiModel, preview: bool,
-              sources: dict[str, bytes | None]) -> Version:
-    """The analysis of one version, reading files only from `sources`."""
-    analysis = analyze(result.facts, model, root=tree, preview=preview, sources=sources)
+              sources: dict[str, bytes | None], memo: FlowMemo | None = None,
+              changed: frozenset[str] = frozenset()) -> tuple[Version, FlowMemo | None]:
+    """The analysis of one version, reading files only from `sources`, and
+    the flows the next version may reuse. memo: those of an earlier version;
+    changed: the TUs whose facts differ from that version's."""
+    shaped: list[tuple[dict[str, Shape], set[str]]] = []
+
+    def reuse(program: Program) -> dict[FlowKey, Flow]:
+        flows, shapes, cyclic = reusable(program, memo, set(changed))
+        shaped.append((shapes, cyclic))
+        return flows
+
+    analysis = analyze(result.facts, model, root=tree, preview=preview, sources=sources,
+                       reuse=reuse if os.environ.get("REVIEWER_FLOW_MEMO", "1") != "0" else None)
     ctx = analysis.context
     assert ctx is not None
     contexts: dict[str, dict[str, str]] = {}
@@ -381,11 +395,16 @@ def _analysed(sha: str, tree: str, result: RunResult, model: ApiModel, preview: 
     excerpts = {f.fingerprint: _excerpt(tree, f.file, f.line, sources)
                 for f in analysis.findings}
     degraded = [(tu.file, tu.errors) for tu in result.facts.tus if tu.degraded]
+    out = export(sha, ctx.bql.flows, *shaped[0]) if shaped else None
     return Version(sha, list(analysis.findings), contexts, chains, params, names, calls,
-                   excerpts, degraded, list(result.problems), result.plan.mode, result.parsed)
+                   excerpts, degraded, list(result.problems), result.plan.mode,
+                   result.parsed), out
 
 
-def _outcome(work: Callable[[], Version]) -> bytes:
+Analysed = tuple[Version, FlowMemo | None]
+
+
+def _outcome(work: Callable[[], Analysed]) -> bytes:
     """work()'s result, or the exception it raised, pickled for the parent.
     An exception that would not come back out of a pickle as it went in (one
     whose constructor takes other arguments) is sent as a RuntimeError with
@@ -411,19 +430,49 @@ class _Analyses:
     materialised and parsed: with --jobs 2 that is the core a one-TU re-parse
     leaves idle. At most `limit` run at once (half of --jobs: they run beside
     the parse children); results come back pickled through a pipe. With a
-    limit under 1 (--jobs 1) everything runs here, in order."""
+    limit under 1 (--jobs 1) everything runs here, in order.
+
+    Each analysis hands back the flows a later version may reuse
+    (reviewer.analysis.incremental); a version starts from those of the
+    latest analysis finished, told which TUs changed since that one."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.running: dict[str, tuple[int, int]] = {}  # sha -> (pid, read end)
         self.done: dict[str, Version] = {}
+        self.order: dict[str, int] = {}  # sha -> when it started
+        self.facts: dict[str, dict[str, TUFacts]] = {}  # sha -> its TUs by file
+        self.memo: FlowMemo | None = None
 
-    def start(self, sha: str, work: Callable[[], Version]) -> None:
+    def _changed(self, facts: dict[str, TUFacts]) -> frozenset[str]:
+        """The TUs whose facts are not those the memo's version had: the fact
+        cache hands out the same object for a TU that did not change."""
+        if self.memo is None:
+            return frozenset()
+        old = self.facts.get(self.memo.version, {})
+        return frozenset({f for f, tu in facts.items() if old.get(f) is not tu}
+                         | (old.keys() - facts.keys()))
+
+    def _keep(self, sha: str, got: Analysed) -> Version:
+        version, memo = got
+        self.done[sha] = version
+        if memo is not None and (self.memo is None
+                                 or self.order[sha] > self.order[self.memo.version]):
+            self.memo = memo
+            # Only the memo's version is compared with later ones.
+            for old in [s for s in self.facts if self.order[s] < self.order[sha]]:
+                del self.facts[old]
+        return version
+
+    def start(self, sha: str, facts: FactSet, work: Callable[..., Analysed]) -> None:
+        self.order[sha] = len(self.order)
+        self.facts[sha] = {tu.file: tu for tu in facts.tus}
         if self.limit < 1:
-            self.done[sha] = work()
+            self._keep(sha, work(self.memo, self._changed(self.facts[sha])))
             return
         while len(self.running) >= self.limit:
             self.join(next(iter(self.running)))
+        memo, changed = self.memo, self._changed(self.facts[sha])
         r, w = os.pipe()
         with sigint_held():
             try:
@@ -437,7 +486,7 @@ class _Analyses:
                 try:
                     os.close(r)
                     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-                    write_all(w, _outcome(work))
+                    write_all(w, _outcome(functools.partial(work, memo, changed)))
                 except BaseException:
                     code = 70
                 finally:
@@ -468,8 +517,7 @@ class _Analyses:
         kind, value = pickle.loads(b"".join(chunks))
         if kind == "error":
             raise value
-        self.done[sha] = value
-        return value  # type: ignore[no-any-return]
+        return self._keep(sha, value)
 
     def close(self) -> None:
         """Stop what still runs (an error or Ctrl-C elsewhere in the scan)."""
@@ -578,8 +626,9 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
             return
         result = _extract(tree, scope, build_dir, source_root, cache, jobs, progress,
                           resource_dir, previous, memo)
-        analyses.start(sha, functools.partial(_analysed, sha, tree, result, model, preview,
-                                              _snapshot(tree, result.facts)))
+        analyses.start(sha, result.facts,
+                       functools.partial(_analysed, sha, tree, result, model, preview,
+                                         _snapshot(tree, result.facts)))
 
     def analysed(sha: str) -> Version:
         got = cached.get(sha)

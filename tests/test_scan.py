@@ -208,6 +208,41 @@ def test_analyses_in_children_give_the_serial_report(
     assert scan_document(serial) == scan_document(piped) == report["doc"]
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_reused_flows_give_a_fresh_analysis(
+    series: tuple[str, list[str]], tmp_path: object, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    """Each version reuses the flows of the one before where they still hold
+    (reviewer.analysis.incremental): every version's analysis, all functions'
+    contexts and chains included, is the one a fresh analysis gives."""
+    import reviewer.scan
+    from reviewer.analysis import incremental
+
+    path, shas = series
+    reused: list[int] = []
+
+    def counting(*args: object) -> object:
+        got = incremental.reusable(*args)  # type: ignore[arg-type]
+        reused.append(len(got[0]))
+        return got
+
+    monkeypatch.setattr(reviewer.scan, "reusable", counting)
+    versions: dict[str, dict[str, object]] = {}
+    for memo in ("0", "1"):
+        monkeypatch.setenv("REVIEWER_FLOW_MEMO", memo)
+        cache = os.path.join(str(tmp_path), memo)
+        scan(path, f"{shas[0]}..{shas[-1]}", paths=["migration", "hw"], jobs=jobs,
+             cache_dir=cache, model=load_model(), progress=False)
+        d = os.path.join(cache, "versions-v1")
+        versions[memo] = {}
+        for f in os.listdir(d):
+            with open(os.path.join(d, f), "rb") as fh:
+                versions[memo][f] = json.loads(fh.read().split(b"\n", 1)[1])
+    assert len(versions["1"]) == len(shas) and versions["0"] == versions["1"]
+    if jobs == 1:  # counted here; in children the counts stay there
+        assert reused and max(reused) > 0
+
+
 def test_an_analysis_that_fails_in_a_child_fails_the_scan(
     series: tuple[str, list[str]], tmp_path: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:

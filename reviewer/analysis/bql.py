@@ -80,14 +80,22 @@ class _Out:
 class BqlAnalysis:
     """Memoised per-function flows and summaries."""
 
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program,
+                 reused: dict[tuple[str, int, Valuation], Flow] | None = None) -> None:
+        """reused: flows that still hold, from the analysis of another version
+        (reviewer.analysis.incremental)."""
         self.p = program
         self.m = program.model
-        self._flows: dict[tuple[str, int, Valuation], Flow] = {}
+        self._flows: dict[tuple[str, int, Valuation], Flow] = dict(reused or {})
         self._busy: set[tuple[str, int, Valuation]] = set()
         self.flag_memo: dict[str, tuple[str, ...]] = {}
 
     # -- public ------------------------------------------------------------------
+
+    @property
+    def flows(self) -> dict[tuple[str, int, Valuation], Flow]:
+        """Every flow computed (or reused) so far."""
+        return self._flows
 
     def flow(self, key: str, entry: int, valuation: Valuation = ()) -> Flow:
         k = (key, entry, valuation)

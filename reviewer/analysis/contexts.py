@@ -11,13 +11,13 @@ creates it, with that function's BQL state.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reviewer.analysis.bql import BOTH, HELD, NOT_HELD, BqlAnalysis, Valuation, mask_text
 from reviewer.analysis.program import Bindings, Program, Site
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class State:
     fn: str
     ctx: str
@@ -26,6 +26,27 @@ class State:
     # Parameters bound to global objects (`vmstate_load_state(f,
     # &vmstate_configuration, ...)`): which object's hooks a field call reaches.
     obj: Bindings = ()
+    # States key every table of the propagation: their hash is computed once
+    # (a dataclass's would hash the nested tuples at each lookup).
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.fn, self.ctx, self.bql, self.val, self.obj)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, State):
+            return NotImplemented
+        return (self._hash == other._hash and self.fn == other.fn and self.ctx == other.ctx
+                and self.bql == other.bql and self.val == other.val and self.obj == other.obj)
+
+    def __reduce__(self) -> tuple[type[State], tuple[str, str, int, Valuation, Bindings]]:
+        # Not the hash: it would be wrong in a process with another hash seed.
+        return (State, (self.fn, self.ctx, self.bql, self.val, self.obj))
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ import functools
 import os
 import re
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from reviewer.analysis.bql import BOTH, HELD, NOT_HELD, BqlAnalysis, Flow, mask_text
+from reviewer.analysis.bql import BOTH, HELD, NOT_HELD, BqlAnalysis, Flow, Valuation, mask_text
 from reviewer.analysis.contexts import Contexts, State
 from reviewer.analysis.program import FunctionInfo, Program, Site
 from reviewer.extract.facts import FactSet
@@ -28,10 +28,11 @@ class RuleContext:
     """What a rule may read: the program, its BQL flows and contexts, the model,
     and helpers that phrase contexts and chains the same way for every rule."""
 
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program,
+                 reused: dict[tuple[str, int, Valuation], Flow] | None = None) -> None:
         self.program = program
         self.model: ApiModel = program.model
-        self.bql = BqlAnalysis(program)
+        self.bql = BqlAnalysis(program, reused)
         self._env = environment()
 
     @functools.cached_property
@@ -142,10 +143,14 @@ def read_trace_events(root: str, dirs: Iterable[str],
 
 def analyze(facts: FactSet, model: ApiModel, *, root: str, rules: Iterable[Rule] | None = None,
             sources: Mapping[str, bytes | None] | None = None, debug: bool = False,
-            preview: bool = False) -> Analysis:
+            preview: bool = False,
+            reuse: Callable[[Program], dict[tuple[str, int, Valuation], Flow]] | None = None,
+            ) -> Analysis:
+    """reuse: given the program, the flows that hold from another version's
+    analysis (reviewer.analysis.incremental)."""
     dirs = {os.path.dirname(tu.file) for tu in facts.tus}
     program = Program(facts, model, read_trace_events(root, dirs, sources))
-    ctx = RuleContext(program)
+    ctx = RuleContext(program, reuse(program) if reuse is not None else None)
     found: list[Finding] = []
     # Preview rules (too noisy or unproven on real trees yet) run only on request.
     selected = list(rules) if rules is not None else [
