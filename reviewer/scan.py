@@ -366,15 +366,16 @@ def _analysed(sha: str, tree: str, result: RunResult, model: ApiModel, preview: 
     """The analysis of one version, reading files only from `sources`, and
     the flows the next version may reuse. memo: those of an earlier version;
     changed: the TUs whose facts differ from that version's."""
-    shaped: list[tuple[dict[str, Shape], set[str]]] = []
+    # What reusable() learnt of this version's call graph, for the next one.
+    graph: dict[str, tuple[dict[str, Shape], set[str]]] = {}
 
     def reuse(program: Program) -> dict[FlowKey, Flow]:
         flows, shapes, cyclic = reusable(program, memo, set(changed))
-        shaped.append((shapes, cyclic))
+        graph["this"] = (shapes, cyclic)
         return flows
 
     analysis = analyze(result.facts, model, root=tree, preview=preview, sources=sources,
-                       reuse=reuse if os.environ.get("REVIEWER_FLOW_MEMO", "1") != "0" else None)
+                       reuse=reuse if _reuse_flows() else None)
     ctx = analysis.context
     assert ctx is not None
     contexts: dict[str, dict[str, str]] = {}
@@ -395,13 +396,18 @@ def _analysed(sha: str, tree: str, result: RunResult, model: ApiModel, preview: 
     excerpts = {f.fingerprint: _excerpt(tree, f.file, f.line, sources)
                 for f in analysis.findings}
     degraded = [(tu.file, tu.errors) for tu in result.facts.tus if tu.degraded]
-    out = export(sha, ctx.bql.flows, *shaped[0]) if shaped else None
+    out = export(sha, ctx.bql.flows, *graph["this"]) if graph else None
     return Version(sha, list(analysis.findings), contexts, chains, params, names, calls,
                    excerpts, degraded, list(result.problems), result.plan.mode,
                    result.parsed), out
 
 
 Analysed = tuple[Version, FlowMemo | None]
+
+
+def _reuse_flows() -> bool:
+    """REVIEWER_FLOW_MEMO=0 analyses every version from scratch (to compare)."""
+    return os.environ.get("REVIEWER_FLOW_MEMO", "1") != "0"
 
 
 def _outcome(work: Callable[[], Analysed]) -> bytes:
@@ -466,13 +472,14 @@ class _Analyses:
 
     def start(self, sha: str, facts: FactSet, work: Callable[..., Analysed]) -> None:
         self.order[sha] = len(self.order)
-        self.facts[sha] = {tu.file: tu for tu in facts.tus}
+        if _reuse_flows():
+            self.facts[sha] = {tu.file: tu for tu in facts.tus}
         if self.limit < 1:
-            self._keep(sha, work(self.memo, self._changed(self.facts[sha])))
+            self._keep(sha, work(self.memo, self._changed(self.facts.get(sha, {}))))
             return
         while len(self.running) >= self.limit:
             self.join(next(iter(self.running)))
-        memo, changed = self.memo, self._changed(self.facts[sha])
+        memo, changed = self.memo, self._changed(self.facts.get(sha, {}))
         r, w = os.pipe()
         with sigint_held():
             try:

@@ -278,3 +278,59 @@ def test_check_carries_facts_across_a_staged_header(tmp_path: object,
                   model=load_model(), jobs=1)
     assert [f.fingerprint for f in got.new] == [f.fingerprint for f in plain.new]
     assert [f.fingerprint for f in got.fixed] == [f.fingerprint for f in plain.fixed]
+
+
+def _write(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+def test_splice_needs_the_same_meaning_for_the_new_code(tmp_path: object) -> None:
+    """Two TUs whose old facts of the header agree, but where the header's
+    new code means something else: one TU defines, in a header only it
+    includes, a macro the new inline function uses. It is parsed, and what
+    the cache keeps is what a parse gives."""
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    _write(os.path.join(d, "cfg", "user_cfg.h"), "#define dev_helper dev_helper_user\n")
+    _write(os.path.join(d, "hw", "user.c"), '#include "../cfg/user_cfg.h"\n' + USER)
+    assert _facts(d, cache).parsed == 3
+    proto = "void dev_reset(DevState *s);"
+    got = _facts(d, cache, _change(d, proto, proto + "\nvoid dev_helper(void);\n"
+                                   "static inline void dev_poke(void)\n{\n    dev_helper();\n}"))
+    fresh = _facts(d, os.path.join(str(tmp_path), "fresh"), use_cache=False).facts.tus
+    assert got.facts.tus == fresh
+    assert got.parsed >= 2  # user.c, whatever the representative
+    assert _facts(d, cache).facts.tus == fresh  # and a plain run later reads the same
+
+
+def test_splice_sees_other_headers_changed_with_it(tmp_path: object) -> None:
+    """The header's functions use a macro of another header that changes in
+    the same step, in one TU's include only: that TU is parsed."""
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    g = "void note_a(void);\nvoid note_b(void);\n#define DEV_NOTE() note_a()\n"
+    _write(os.path.join(d, "cfg", "g.h"), g)
+    _write(os.path.join(d, "cfg", "g2.h"), g)
+    _write(os.path.join(d, "hw", "user.c"), '#include "../cfg/g.h"\n' + USER)
+    _write(os.path.join(d, "hw", "other.c"), '#include "../cfg/g2.h"\n' + OTHER)
+    _write(os.path.join(d, "hw", "locked.c"), '#include "../cfg/g2.h"\n' + LOCKED)
+    dev = os.path.join(d, "hw", "dev.h")
+    with open(dev) as fh:
+        _write(dev, fh.read().replace("    s->level++;\n", "    s->level++;\n    DEV_NOTE();\n"))
+    assert _facts(d, cache).parsed == 3
+    prev: dict[str, bytes | None] = {}
+    for path, old, new in ((dev, "void dev_reset(DevState *s);",
+                            "void dev_reset(DevState *s);\nvoid dev_stop(void);"),
+                           (os.path.join(d, "cfg", "g.h"), "note_a()", "note_b()")):
+        with open(path, "rb") as fb:
+            prev[path] = fb.read()
+        _write(path, (prev[path] or b"").decode().replace(old, new))
+    got = _facts(d, cache, prev)
+    fresh = _facts(d, os.path.join(str(tmp_path), "fresh"), use_cache=False).facts.tus
+    assert got.facts.tus == fresh
+    assert "note_b" in {c.callee for tu in got.facts.tus if tu.file == "hw/user.c"
+                        for c in tu.calls}

@@ -154,3 +154,36 @@ def test_prefix_in_scope_or_overridden_is_not_used(tmp_path: object,
     plain = _run(root, os.path.join(str(tmp_path), "c3"), monkeypatch, pch=False,
                  unsaved={osdep: staged.encode()})
     assert _facts(over) == _facts(plain)
+
+
+def test_a_pch_built_under_unsaved_files_is_not_kept(tmp_path: object,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`reviewer check` overrides a header the prefix includes: the PCH built
+    from the disk's version is not stored under the override's hash, so a
+    later run, once the disk holds that content, does not take it."""
+    root = _tree(tmp_path)
+    cache = os.path.join(str(tmp_path), "c")
+    osdep = os.path.join(root, "include", "qemu", "osdep.h")
+    staged = OSDEP.replace("bql_lock_impl(__FILE__, __LINE__)", "bql_unlock(/*_FILE__, __LINE__*/)")
+    assert len(staged) == len(OSDEP)  # the same size: clang's own check would not see it
+    assert _run(root, cache, monkeypatch, unsaved={osdep: staged.encode()}).precompiled == 0
+    with open(osdep, "w") as fh:
+        fh.write(staged)
+    for d in glob.glob(os.path.join(cache, "facts-v*")):
+        shutil.rmtree(d)
+    again = _run(root, cache, monkeypatch)
+    plain = _run(root, os.path.join(str(tmp_path), "c0"), monkeypatch, pch=False)
+    assert _facts(again) == _facts(plain)
+
+
+def test_an_unwritable_pch_directory_only_costs_time(tmp_path: object,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _tree(tmp_path)
+    cache = os.path.join(str(tmp_path), "c")
+    os.makedirs(cache)
+    with open(os.path.join(cache, "pch-v1"), "w"):
+        pass  # a file where the directory would be
+    got = _run(root, cache, monkeypatch)
+    assert (got.parsed, got.precompiled) == (5, 0)
+    plain = _run(root, os.path.join(str(tmp_path), "c0"), monkeypatch, pch=False)
+    assert _facts(got) == _facts(plain)

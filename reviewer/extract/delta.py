@@ -340,6 +340,7 @@ class Carrier:
         self._lines: dict[str, dict[int, int]] = {}
         self._fn_change: dict[str, bool] = {}
         self._idmemo: dict[str, frozenset[str]] = {}
+        self._decl_memo: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
 
     def text(self, path: str) -> str | None:
         if path not in self._text and path in self.unsaved:
@@ -384,6 +385,7 @@ class Carrier:
         new facts come from another TU's parse); None when the change may
         alter them otherwise (then the TU is parsed again)."""
         names: set[str] = set()
+        by_header: dict[str, frozenset[str]] = {}
         already = frozenset(includes)
         for path in changed:
             key = (path, already)
@@ -398,6 +400,7 @@ class Carrier:
             if got is None:
                 return None
             names |= got
+            by_header[path] = got
         main_text = self.text(main)
         if main_text is None:
             return None
@@ -449,6 +452,29 @@ class Carrier:
         seen = visible(named, macro_map)
         if names & seen:
             return None
+        relevant: frozenset[str] = frozenset()
+        if spliced:
+            # What the spliced headers' bodies name, old and new, still counts
+            # for the names the other changed headers change: their new part
+            # comes from a TU that may not include those headers.
+            other = set().union(*(by_header[p] for p in changed if p not in spliced))
+            bodies: set[str] = set()
+            for path in spliced:
+                bodies |= self._body_ids(path) | _ids_of_bodies(self._old(path) or "")
+            if other & visible(bodies, macro_map):
+                return None
+            # The names the headers' new functions and the change's other
+            # items use, through the macros this TU has: another TU gives
+            # their new facts only if these mean the same there
+            # (Carrier.same_meaning). A changed #define counts through the
+            # bodies that use it.
+            used: set[str] = set()
+            for path in spliced:
+                used |= self._body_ids(path) | changed_item_ids(self._old(path), self.text(path))
+            relevant = frozenset(visible(used, macro_map) - _KEYWORDS)
+            if relevant & _TU_DEPENDENT:
+                return None
+            relevant_macros = relevant & macro_map.keys()
         maps: dict[str, dict[int, int]] = {}
         for path in changed:
             rel = self._rel(path)
@@ -462,8 +488,72 @@ class Carrier:
         except KeyError:
             return None  # a fact on a line that changed
         if spliced:
-            return Splice(spliced_rel, moved)
+            return Splice(spliced_rel, moved, main, frozenset(includes), relevant,
+                          frozenset(relevant_macros))
         return moved
+
+    def _declared_in(self, path: str) -> tuple[frozenset[str], frozenset[str]]:
+        """(the macros a whole file defines, the functions and variables it
+        declares): what could make a name in a header's function mean
+        something else. Types are left out: C makes their declarations agree."""
+        got = self._decl_memo.get(path)
+        if got is None:
+            defined: set[str] = set()
+            declared: set[str] = set()
+            for it in items(self.text(path) or ""):
+                if it.startswith("#"):
+                    m = _DEFINE.match(it)
+                    if m:
+                        defined.add(m.group(1))
+                elif not (it.startswith("typedef") or _head_body(it)
+                          or re.match(r"(struct|union|enum)\s+\w+\s*;$", it)):
+                    declared |= _declared(it) or set()
+            got = self._decl_memo[path] = (frozenset(defined), frozenset(declared))
+        return got
+
+    def same_meaning(self, a: Splice, b: Splice) -> bool:
+        """Do the names the change uses mean the same in both TUs? The files
+        only one of them includes define none of them as macros and declare
+        none of those that are not macros (a macro's name in a declaration
+        is a use of it: G_DEFINE_AUTOPTR_CLEANUP_FUNC(T, f)), and neither main
+        file defines one."""
+        names = a.relevant | b.relevant
+        if not names:
+            return True
+        plain = names - a.macros - b.macros
+        for path in a.includes ^ b.includes:
+            if path in (a.main, b.main):
+                continue
+            defined, declared = self._declared_in(path)
+            if defined & names or declared & plain:
+                return False
+        return not any(set(macros(self.text(m) or "")) & names for m in (a.main, b.main))
+
+
+# Expand differently in each TU whatever the header says: a header's facts
+# that use one cannot come from another TU. (__FILE__ is the path the TU
+# included the header by: splice_class groups TUs by facts that show it.)
+_TU_DEPENDENT = frozenset(("__COUNTER__", "__INCLUDE_LEVEL__", "__BASE_FILE__",
+                           "__TIMESTAMP__", "__DATE__", "__TIME__"))
+
+
+def _ids_of_bodies(text: str) -> set[str]:
+    out: set[str] = set()
+    for it in items(text):
+        if not it.startswith("#") and re.search(r"\)\s*\{", it):
+            out.update(_ID.findall(it))
+    return out
+
+
+def changed_item_ids(old: str | None, new: str | None) -> set[str]:
+    """The identifiers of the declarations and definitions that differ
+    between two versions (a #define is followed through what uses it)."""
+    a, b = Counter(items(old or "")), Counter(items(new or ""))
+    out: set[str] = set()
+    for it in ((a - b) + (b - a)):
+        if not it.startswith("#"):
+            out.update(_ID.findall(it))
+    return out
 
 
 @dataclass(frozen=True)
@@ -474,15 +564,27 @@ class Splice:
 
     headers: frozenset[str]
     facts: TUFacts  # the old facts, lines of the other changed headers moved
+    main: str = ""
+    includes: frozenset[str] = frozenset()  # absolute paths, the main file's too
+    relevant: frozenset[str] = frozenset()  # names the change uses, through macros
+    macros: frozenset[str] = frozenset()  # those of them this TU has as macros
 
 
 def splice_class(splice: Splice) -> tuple[object, ...] | None:
     """TUs of one class had the same facts for the headers' functions (the
     same text can mean something else in another TU: __FILE__ is the path the
-    TU included it by), so one TU's new facts for them serve the whole class.
-    None: that part cannot be cut out of the TU's facts (parse it)."""
+    TU included it by), so one TU's new facts for them may serve the others
+    (Carrier.same_meaning decides, per TU). None: that part cannot be cut out
+    of the TU's facts, or the change uses __FILE__ and the old facts do not
+    show how this TU spells the header's path (parse it)."""
     sec = _section(splice.facts, splice.headers)
-    return None if sec is None else (splice.headers, sec.functions, sec.calls)
+    if sec is None:
+        return None
+    if "__FILE__" in splice.relevant and not any(
+            v is not None and v.startswith('"') and v.endswith(os.path.basename(h) + '"')
+            for c in sec.calls for v in c.values for h in splice.headers):
+        return None
+    return (splice.headers, sec.functions, sec.calls)
 
 
 @dataclass(frozen=True)

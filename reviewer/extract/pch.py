@@ -10,12 +10,14 @@ prefix declares is in scope and every TU that uses it begins with exactly that
 include.
 
 Whether a stored PCH still fits is decided here, by content: its manifest
-lists the files it was built from with their hashes, checked against the
-run's hashes of the same paths (a scan rewrites its scratch tree, so the
-modification times clang itself would compare change while the contents do
-not; clang's own check is turned off with -fno-validate-pch). A PCH that
-holds a file in scope, or one the run overrides with unsaved content, is not
-used; a TU that cannot be parsed with one is parsed again without.
+lists the files it was built from with the hashes of their contents on disk,
+checked against the disk's hashes of the same paths now (a scan rewrites its
+scratch tree, so the modification times clang compares change while the
+contents do not: -fno-validate-pch turns that comparison off; clang still
+refuses an input whose size changed, and the TU is then parsed again
+without). A PCH that holds a file in scope, or one the run overrides with
+unsaved content, is not used, and one built while the run overrides one of
+its files is not kept.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import hashlib
 import json
 import os
 import re
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -124,22 +128,53 @@ class PchStore:
         except (OSError, ValueError, KeyError, TypeError):
             pass
         data = {"pch": os.path.basename(built), "inputs": {p: hashes(p) for p in inputs}}
-        tmp = f"{manifest}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, manifest)
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".manifest-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh)
+            os.replace(tmp, manifest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         if old and old != os.path.basename(built):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(self.dir, old))
+        self._sweep()
         return Pch(built, tuple(inputs))
 
+    def _sweep(self) -> None:
+        """Remove PCHs no manifest names, left by a run that was killed, once
+        they are an hour old (a younger one may be another run's, in flight)."""
+        named: set[str] = set()
+        try:
+            entries = os.listdir(self.dir)
+            for name in entries:
+                if name.endswith(".json"):
+                    with (contextlib.suppress(OSError, ValueError, KeyError, TypeError),
+                          open(os.path.join(self.dir, name), encoding="utf-8") as fh):
+                        named.add(str(json.load(fh)["pch"]))
+        except OSError:
+            return
+        now = time.time()
+        for name in entries:
+            path = os.path.join(self.dir, name)
+            if name.endswith(".pch") and name not in named:
+                with contextlib.suppress(OSError):
+                    if now - os.stat(path).st_mtime > 3600:
+                        os.unlink(path)
 
-def usable(pch: Pch, root: str, in_scope: Callable[[str], bool],
+
+def in_scope(rel: str, scope: tuple[str, ...]) -> bool:
+    return any(rel == s or rel.startswith(s.rstrip("/") + "/") for s in scope)
+
+
+def usable(pch: Pch, root: str, scope: tuple[str, ...],
            unsaved: dict[str, bytes] | None) -> bool:
     """A PCH whose files are all out of scope and none overridden."""
     for p in pch.inputs:
         if unsaved and p in unsaved:
             return False
-        if (p + os.sep).startswith(root + os.sep) and in_scope(os.path.relpath(p, root)):
+        if (p + os.sep).startswith(root + os.sep) and in_scope(os.path.relpath(p, root), scope):
             return False
     return True

@@ -226,16 +226,21 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def _limit_memory(memory: int) -> None:
+    """In a forked child: at most `memory` bytes of address space more."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/statm") as fh:
+            size = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        resource.setrlimit(resource.RLIMIT_AS, (size + memory, resource.RLIM_INFINITY))
+
+
 def _child(job: Job, fd: int, memory: int) -> None:
     """In the forked child: parse, send the pickled result, exit without
     running the parent's atexit handlers or flushing its buffers."""
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-        with contextlib.suppress(OSError, ValueError):
-            with open("/proc/self/statm") as fh:
-                size = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-            resource.setrlimit(resource.RLIMIT_AS, (size + memory, resource.RLIM_INFINITY))
+        _limit_memory(memory)
         try:
             from reviewer.extract import clangwalk
 
@@ -325,10 +330,12 @@ def run(
     for p, (_, sp, _) in splices.items():
         cls = splice_class(sp)
         groups.setdefault((p,) if cls is None else (*cls, plan.digest(p)), []).append(p)
-    reps = {min(members, key=_size) for members in groups.values()}
-    todo += [(p, splices[p][0]) for p in inputs.tus if p in reps]
+    reps = {cls: min(members, key=_size) for cls, members in groups.items()}
+    todo += [(p, splices[p][0]) for p in inputs.tus if p in reps.values()]
     executor = executor or Executor()
+    precompiled: dict[str, Pch] = {}  # TUs given a PCH (a failing one falls back)
     with contextlib.ExitStack() as stack:  # holds a PCH directory made for this run only
+        store: list[PchStore] = []
 
         def parse(items: list[tuple[str, str]]) -> None:
             """Parse these TUs, caching each result as it comes."""
@@ -336,10 +343,12 @@ def run(
                        for p, _ in items}
             pchs: dict[str, Pch] = {}
             if executor.kind == "local" and items and os.environ.get("REVIEWER_PCH", "1") != "0":
-                where = (cache_dir or default_cache_dir()) if use_cache else stack.enter_context(
-                    tempfile.TemporaryDirectory(prefix="reviewer-pch-"))
+                if not store:
+                    store.append(PchStore((cache_dir or default_cache_dir()) if use_cache
+                                          else stack.enter_context(tempfile.TemporaryDirectory(
+                                              prefix="reviewer-pch-"))))
                 pchs = _prefixes([p for p, _ in items], plan, root, inputs.scope, unsaved,
-                                 PchStore(where), hashes, jobs)
+                                 store[0], jobs)
                 precompiled.update(pchs)
             jobs_list: list[Job] = [
                 (p, plan.args_for(p), root, mode_of[p], inputs.scope, dict(unsaved or {}),
@@ -359,17 +368,19 @@ def run(
                     deps = [path, *includes, *(pchs[path].inputs if path in pchs else ())]
                     cache.put(key, facts, {inc: hashes(inc) for inc in deps})
 
-        precompiled: dict[str, Pch] = {}
         parse(todo)
         again: list[tuple[str, str]] = []
-        for members in groups.values():
-            rep = min(members, key=_size)
+        for cls, members in groups.items():
+            rep = reps[cls]
             change = header_facts(splices[rep][1], results[rep])
             for p in members:
                 if p == rep:
                     continue
                 key, sp, includes = splices[p]
-                got = splice_headers(sp, change) if change is not None else None
+                got = None
+                if change is not None and carrier is not None and carrier.same_meaning(
+                        sp, splices[rep][1]):
+                    got = splice_headers(sp, change)
                 if got is None:
                     again.append((p, key))
                     continue
@@ -403,15 +414,17 @@ def _size(path: str) -> int:
 
 
 def _prefixes(paths: list[str], plan: FlagPlan, root: str, scope: tuple[str, ...],
-              unsaved: dict[str, bytes] | None, store: PchStore, hashes: ContentHashes,
-              jobs: int | None) -> dict[str, Pch]:
+              unsaved: dict[str, bytes] | None, store: PchStore, jobs: int | None
+              ) -> dict[str, Pch]:
     """The precompiled prefix each TU to parse can use (reviewer.extract.pch):
     TUs that begin with the prefix's #include are grouped by their flags; a
     group uses the stored PCH for its flags if it still fits, and one is built
-    for a group of MIN_GROUP or more."""
+    for a group of MIN_GROUP or more. Anything that goes wrong here (an
+    unwritable cache, a fork that fails) only means the TUs are parsed whole."""
+    overrides = unsaved or {}
     groups: dict[tuple[str, ...], list[str]] = {}
     for p in paths:
-        data = (unsaved or {}).get(p)
+        data = overrides.get(p)
         if data is None:
             try:
                 with open(p, "rb") as fh:
@@ -419,37 +432,41 @@ def _prefixes(paths: list[str], plan: FlagPlan, root: str, scope: tuple[str, ...
             except OSError:
                 continue
         # A TU beside a qemu/ directory of its own would find another header.
-        if starts_with_prefix(data) and not os.path.exists(
-                os.path.join(os.path.dirname(p), PREFIX)):
+        own = os.path.join(os.path.dirname(p), PREFIX)
+        if starts_with_prefix(data) and own not in overrides and not os.path.exists(own):
             groups.setdefault(tuple(plan.args_for(p)), []).append(p)
-
-    def in_scope(rel: str) -> bool:
-        return any(rel == s or rel.startswith(s.rstrip("/") + "/") for s in scope)
-
+    if not groups:
+        return {}
+    # A PCH is built from the files on disk, so it is checked against their
+    # hashes, not the run's unsaved versions of them.
+    disk = ContentHashes()
     found: dict[tuple[str, ...], Pch] = {}
     build: list[tuple[tuple[str, ...], str, str]] = []  # (args, key, where to)
-    for args, members in groups.items():
-        key = store.key(list(args))
-        pch = store.lookup(key, hashes)
-        if pch is not None:
-            found[args] = pch
-        elif len(members) >= MIN_GROUP:
-            build.append((args, key, store.new_path(key)))
-    if build:
-        try:
+    try:
+        for args, members in groups.items():
+            key = store.key(list(args))
+            pch = store.lookup(key, disk)
+            if pch is not None:
+                found[args] = pch
+            elif len(members) >= MIN_GROUP:
+                build.append((args, key, store.new_path(key)))
+        if build:
             header = store.header()
-        except OSError:
-            build = []
-        specs = [(header, list(args), out) for args, _, out in build]
-        for (args, key, out), inputs in zip(build, _build_pchs(specs, jobs), strict=True):
-            if inputs is None:
+            specs = [(header, list(args), out) for args, _, out in build]
+            for (args, key, out), inputs in zip(build, _build_pchs(specs, jobs), strict=True):
+                # Not kept when the run overrides one of its files: the next
+                # run would take the disk's version for the one it was built from.
+                if inputs is not None and not any(i in overrides for i in inputs):
+                    found[args] = store.commit(key, out, inputs, disk)
+    except OSError:
+        pass
+    finally:
+        for _, _, out in build:
+            if not any(p.path == out for p in found.values()):
                 with contextlib.suppress(OSError):
                     os.unlink(out)
-                continue
-            with contextlib.suppress(OSError):
-                found[args] = store.commit(key, out, inputs, hashes)
     return {p: found[args] for args, members in groups.items() if args in found
-            and pch_usable(found[args], root, in_scope, unsaved) for p in members}
+            and pch_usable(found[args], root, scope, unsaved) for p in members}
 
 
 def _build_pchs(specs: list[tuple[str, list[str], str]], jobs: int | None
@@ -459,7 +476,7 @@ def _build_pchs(specs: list[tuple[str, list[str], str]], jobs: int | None
     prefix, a crash, the time limit)."""
     from reviewer.extract import clangwalk
 
-    timeout, _ = _limits()
+    timeout, memory = _limits()
     workers = max(1, min(jobs or os.cpu_count() or 1, len(specs)))
     out: list[list[str] | None] = [None] * len(specs)
     running: dict[int, tuple[int, int, float]] = {}  # pid -> (index, read end, deadline)
@@ -470,12 +487,18 @@ def _build_pchs(specs: list[tuple[str, list[str], str]], jobs: int | None
             while nxt < len(specs) and len(running) < workers:
                 r, w = os.pipe()
                 with sigint_held():
-                    pid = os.fork()
+                    try:
+                        pid = os.fork()
+                    except OSError:
+                        os.close(r)
+                        os.close(w)
+                        raise
                     if pid == 0:  # pragma: no cover - the child
                         code = 0
                         try:
                             os.close(r)
                             signal.signal(signal.SIGINT, signal.SIG_IGN)
+                            _limit_memory(memory)
                             clangwalk.keep_translation_units()
                             header, args, dest = specs[nxt]
                             got = clangwalk.build_pch(header, args, dest)
