@@ -53,6 +53,7 @@ def main() -> int:
             previous = previous_of(repo, tree, prev, _materialise(repo, tree, prev, c.sha))
             prev = c.sha
             plan = plan_flags(tree, args.build_dir, None, cache, source_root=repo.root)
+            previous = {**plan.replaced, **previous}  # as reviewer.scan._extract does
             got = run(list(args.paths), root=tree, plan=plan, cache_dir=cache, jobs=args.jobs,
                       progress=False, previous=previous, scope=scope)
             fresh = run(list(args.paths), root=tree, plan=plan, cache_dir=cache,

@@ -327,6 +327,11 @@ def _extract(tree: str, paths: list[str], build_dir: str | None, source_root: st
              memo: Memo) -> RunResult:
     present = [p for p in paths if os.path.exists(os.path.join(tree, p))]
     plan = plan_flags(tree, build_dir, resource_dir, cache_dir, source_root=source_root)
+    if previous is not None and plan.replaced:
+        # The no-build stand-ins this version regenerated (a trace-events
+        # change): their previous text lets the TUs that include them keep
+        # their facts, as for the tree's own headers.
+        previous = {**plan.replaced, **previous}
     return run(present, root=tree, plan=plan, cache_dir=cache_dir, jobs=jobs,
                progress=progress, previous=previous, memo=memo)
 

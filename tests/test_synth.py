@@ -227,3 +227,36 @@ def test_fact_cache_follows_the_stand_ins(tmp_path: object) -> None:
     parsed, facts = once()
     assert parsed == 1
     assert facts.errors > 0  # trace_xfer_done() now lacks its argument
+
+
+def test_a_regenerated_stand_in_is_carried_over_like_a_header(tmp_path: object) -> None:
+    """A scan hands the stand-ins a version rewrote, with their old text, to
+    the carry-over: a trace event the TU does not use keeps its facts; one it
+    calls changed makes it parse again. Either way, what a parse gives."""
+    root = os.path.join(str(tmp_path), "tree")
+    shutil.copytree(TREE, root)
+    cache = os.path.join(str(tmp_path), "cache")
+
+    def step(previous: dict[str, bytes | None] | None) -> object:
+        plan = plan_flags(root, None, None, cache)
+        if previous is not None:
+            previous = {**plan.replaced, **previous}
+        return run(["migration/xfer.c"], root=root, plan=plan, cache_dir=cache, jobs=1,
+                   progress=False, previous=previous)
+
+    def fresh() -> object:
+        # The same cache directory (the stand-ins' paths are in the facts), unused.
+        return run(["migration/xfer.c"], root=root, cache_dir=cache, use_cache=False, jobs=1,
+                   progress=False).facts.tus
+
+    assert step(None).parsed == 1  # type: ignore[attr-defined]
+    events = os.path.join(root, "migration", "trace-events")
+    for old, new, parsed in (("xfer_done(void)", "xfer_unused(int x) \"\"\nxfer_done(void)", 0),
+                             ("xfer_done(void)", "xfer_done(int code)", 1)):
+        with open(events, "rb") as fb:
+            before = fb.read()
+        with open(events, "w", encoding="utf-8") as fh:
+            fh.write(before.decode().replace(old, new))
+        got = step({events: before})
+        assert (got.parsed, got.carried) == (parsed, 1 - parsed)  # type: ignore[attr-defined]
+        assert got.facts.tus == fresh()  # type: ignore[attr-defined]

@@ -188,6 +188,10 @@ class FlagPlan:
     # tree), the source root the compile database was made for: its paths in
     # include flags are mapped onto `root`.
     source_root: str = ""
+    # No-build stand-ins this plan rewrote, with what they held before (None:
+    # new), for a scan's carry-over (synth.generated_include_dir).
+    replaced: dict[str, bytes | None] = field(default_factory=dict, repr=False,
+                                              compare=False)
     # args_for() by path: a run asks twice per TU (cache key, then the parse).
     _args: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -420,7 +424,8 @@ def plan_flags(
         src = os.path.normpath(os.path.abspath(source_root)) if source_root else ""
         return FlagPlan(root, "build", resource, entries, nb, notes,
                         source_root=src if src != root else "")
-    generated, problems = generated_include_dir(root, cache_root)
+    replaced: dict[str, bytes | None] = {}
+    generated, problems = generated_include_dir(root, cache_root, replaced)
     nb, notes = nobuild_args(root, synth, generated)
     notes += [f"generated-header stand-ins: {p}; its declarations are missing" for p in problems]
-    return FlagPlan(root, "nobuild", resource, {}, nb, notes)
+    return FlagPlan(root, "nobuild", resource, {}, nb, notes, replaced=replaced)

@@ -821,9 +821,13 @@ def _version_header(root: str) -> str:
     return _header("qemu-version.h", [], body)
 
 
-def generated_include_dir(root: str, cache_root: str | None = None) -> tuple[str, list[str]]:
+def generated_include_dir(root: str, cache_root: str | None = None,
+                          replaced: dict[str, bytes | None] | None = None
+                          ) -> tuple[str, list[str]]:
     """The directory of stand-ins for this tree, brought up to date; and the
-    problems met (unreadable schema files)."""
+    problems met (unreadable schema files). replaced: filled with what each
+    stand-in rewritten here held before (None: it did not exist), which a
+    scan hands to the fact cache's carry-over like the tree's own changes."""
     root = os.path.normpath(os.path.abspath(root))
     base = cache_root or tempfile.gettempdir()
     tag = hashlib.sha256(root.encode()).hexdigest()[:12]
@@ -836,17 +840,22 @@ def generated_include_dir(root: str, cache_root: str | None = None) -> tuple[str
             return d, []
     headers, problems = generate(root, files)
     for rel, text in headers.items():
-        _write_if_changed(os.path.join(d, rel), text)
+        _write_if_changed(os.path.join(d, rel), text, replaced)
     _write_if_changed(stamp, digest)
     return d, problems
 
 
-def _write_if_changed(path: str, text: str) -> None:
+def _write_if_changed(path: str, text: str,
+                      replaced: dict[str, bytes | None] | None = None) -> None:
     """Atomic, and only on a change: an unchanged header keeps its mtime and
     the fact cache its entries."""
-    with contextlib.suppress(OSError, UnicodeDecodeError), open(path, encoding="utf-8") as fh:
-        if fh.read() == text:
-            return
+    old: bytes | None = None
+    with contextlib.suppress(OSError), open(path, "rb") as fb:
+        old = fb.read()
+    if old is not None and old == text.encode("utf-8"):
+        return
+    if replaced is not None:
+        replaced[path] = old
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
     try:
