@@ -87,6 +87,22 @@ def test_build_mode_flags_do_not_use_the_stand_ins(tmp_path: object) -> None:
     )
 
 
+def test_build_mode_parses_without_warnings_unless_they_are_errors(tmp_path: object) -> None:
+    """Only errors are facts: -w spares clang the warnings, but not under
+    -Werror, where it would drop the promoted ones too."""
+    build = os.path.join(str(tmp_path), "build")
+    os.makedirs(build)
+    other = os.path.join(TREE, "migration", "other.c")
+    entries = [{"directory": build, "file": TU, "arguments": ["cc", "-Wall", "-c", TU]},
+               {"directory": build, "file": other,
+                "arguments": ["cc", "-Wall", "-Werror", "-c", other]}]
+    with open(os.path.join(build, "compile_commands.json"), "w", encoding="utf-8") as fh:
+        json.dump(entries, fh)
+    plan = plan_flags(TREE, build, cache_root=os.path.join(str(tmp_path), "cache"))
+    assert "-w" in plan.args_for(TU)
+    assert "-w" not in plan.args_for(other)
+
+
 def test_qapi_shapes() -> None:
     headers, problems = generate(TREE)
     assert problems == []
