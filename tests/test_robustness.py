@@ -194,7 +194,7 @@ def test_cache_and_output_failures(work: dict[str, str], tmp_path: object) -> No
     assert p.returncode == 0 and b"Traceback" not in err and b"error" not in err, err
     # A tampered analysed-version entry is detected and rebuilt, not trusted.
     good = json.loads(scan_cli(work, rng, "-f", "json").stdout)
-    vdir = os.path.join(work["cache"], "versions-v1")
+    vdir = os.path.join(work["cache"], "versions-v2")
     for name in os.listdir(vdir):
         with open(os.path.join(vdir, name), "r+b") as fh:
             data = fh.read()

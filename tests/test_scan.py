@@ -215,25 +215,26 @@ def test_reused_flows_give_a_fresh_analysis(
     """Each version reuses the flows of the one before where they still hold
     (reviewer.analysis.incremental): every version's analysis, all functions'
     contexts and chains included, is the one a fresh analysis gives."""
-    import reviewer.scan
     from reviewer.analysis import incremental
 
     path, shas = series
     reused: list[int] = []
 
+    original = incremental.reusable
+
     def counting(*args: object) -> object:
-        got = incremental.reusable(*args)  # type: ignore[arg-type]
+        got = original(*args)  # type: ignore[arg-type]
         reused.append(len(got[0]))
         return got
 
-    monkeypatch.setattr(reviewer.scan, "reusable", counting)
+    monkeypatch.setattr(incremental, "reusable", counting)
     versions: dict[str, dict[str, object]] = {}
     for memo in ("0", "1"):
         monkeypatch.setenv("REVIEWER_FLOW_MEMO", memo)
         cache = os.path.join(str(tmp_path), memo)
         scan(path, f"{shas[0]}..{shas[-1]}", paths=["migration", "hw"], jobs=jobs,
              cache_dir=cache, model=load_model(), progress=False)
-        d = os.path.join(cache, "versions-v1")
+        d = os.path.join(cache, "versions-v2")
         versions[memo] = {}
         for f in os.listdir(d):
             with open(os.path.join(d, f), "rb") as fh:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reviewer import __version__
-from reviewer.analysis.contexts import Contexts
-from reviewer.analysis.engine import Analysis
-from reviewer.analysis.program import Program
-from reviewer.extract.runner import RunResult
 from reviewer.findings import Finding
+
+if TYPE_CHECKING:  # types only: a cached re-scan renders without loading these
+    from reviewer.analysis.contexts import Contexts
+    from reviewer.analysis.engine import Analysis
+    from reviewer.analysis.program import Program
+    from reviewer.extract.runner import RunResult
 
 FINDINGS_DOC_VERSION = 1
 
