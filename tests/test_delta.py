@@ -334,3 +334,29 @@ def test_splice_sees_other_headers_changed_with_it(tmp_path: object) -> None:
     assert got.facts.tus == fresh
     assert "note_b" in {c.callee for tu in got.facts.tus if tu.file == "hw/user.c"
                         for c in tu.calls}
+
+
+def test_splice_follows_the_conditions_a_macro_is_defined_under(tmp_path: object) -> None:
+    """A shared header defines a macro only when another macro is set, and
+    one TU sets it in a header of its own: the header's new code calls
+    something else there. That TU is parsed."""
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    _write(os.path.join(d, "hw", "helper.h"),
+           "#ifdef CFG_ONE\n#define dev_helper dev_helper_one\n#endif\n"
+           "void dev_helper(void);\nvoid dev_helper_one(void);\n")
+    dev = os.path.join(d, "hw", "dev.h")
+    with open(dev) as fh:
+        _write(dev, fh.read().replace('#include "qemu-stubs.h"',
+                                      '#include "qemu-stubs.h"\n#include "helper.h"'))
+    _write(os.path.join(d, "cfg", "one.h"), "#define CFG_ONE 1\n")
+    _write(os.path.join(d, "hw", "user.c"), '#include "../cfg/one.h"\n' + USER)
+    assert _facts(d, cache).parsed == 3
+    proto = "void dev_reset(DevState *s);"
+    got = _facts(d, cache, _change(d, proto, proto + "\nstatic inline void dev_poke(void)\n"
+                                   "{\n    dev_helper();\n}"))
+    fresh = _facts(d, os.path.join(str(tmp_path), "fresh"), use_cache=False).facts.tus
+    assert got.facts.tus == fresh
+    assert "dev_helper_one" in {c.callee for tu in got.facts.tus if tu.file == "hw/user.c"
+                                for c in tu.calls}

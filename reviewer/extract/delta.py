@@ -37,7 +37,7 @@ _INERT = str.maketrans({"{": "\x01", "}": "\x02", "(": "\x03", ")": "\x04", ";":
                         "[": "\x06", "]": "\x07", ",": "\x0e"})
 _FN_POINTER = re.compile(r"\(\s*\*\s*([A-Za-z_]\w*)\s*\)")
 _MACRO_CALL = re.compile(r"^[A-Za-z_]\w*\s*\(.*\)\s*;?$")
-_DEFINE_LINE = re.compile(r"^[ \t]*#[ \t]*define[ \t]+([A-Za-z_]\w*)((?:[^\n]*\\\n)*[^\n]*)", re.M)
+_DIRECTIVE_LINE = re.compile(r"^[ \t]*#[ \t]*([a-z]+)((?:[^\n]*\\\n)*[^\n]*)", re.M)
 _KEYWORDS = frozenset((
     "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
     "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
@@ -295,9 +295,30 @@ def identifiers(text: str) -> set[str]:
 
 
 def macros(text: str) -> dict[str, frozenset[str]]:
-    """#define'd names with the identifiers of their bodies (a regular
-    expression over the lines: this runs over every header a TU includes)."""
-    return {m.group(1): frozenset(_ID.findall(m.group(2))) for m in _DEFINE_LINE.finditer(text)}
+    """#define'd names with the identifiers of their bodies, all definitions
+    of a name together, and those of the #if conditions around each (which
+    one applies depends on those). A regular expression over the directive
+    lines: this runs over every header a TU includes."""
+    out: dict[str, set[str]] = {}
+    conds: list[set[str]] = []  # identifiers of the enclosing #if/#elif lines
+    for m in _DIRECTIVE_LINE.finditer(text):
+        kind, rest = m.group(1), m.group(2)
+        if kind in ("if", "ifdef", "ifndef"):
+            conds.append(set(_ID.findall(rest)))
+        elif kind == "elif" and conds:
+            conds[-1] |= set(_ID.findall(rest))
+        elif kind == "endif" and conds:
+            conds.pop()
+        elif kind == "define":
+            d = _DEFINE.match("#define" + rest)
+            if d:
+                ids = out.setdefault(d.group(1), set())
+                ids.update(_ID.findall(d.group(2)))
+                for c in conds:
+                    ids |= c
+    # A keyword #defined (zlib's zconf.h defines `const` for pre-standard
+    # compilers) is not followed: every type would reach its conditions.
+    return {k: frozenset(v - {k}) for k, v in out.items() if k not in _KEYWORDS}
 
 
 def visible(main_ids: set[str], macro_map: dict[str, frozenset[str]]) -> set[str]:
@@ -411,7 +432,8 @@ class Carrier:
             table = self._macros.get(inc)
             if table is None:
                 table = self._macros[inc] = macros(self.text(inc) or "")
-            macro_map.update(table)
+            for name, ids in table.items():  # a name defined in several headers: all count
+                macro_map[name] = macro_map[name] | ids if name in macro_map else ids
         # The functions a header in scope declares and defines are facts of
         # every TU that includes it: where the change touches those, that part
         # of the facts is replaced as a whole (a Splice), and what the header's
