@@ -280,6 +280,11 @@ def test_check_carries_facts_across_a_staged_header(tmp_path: object,
     assert [f.fingerprint for f in got.fixed] == [f.fingerprint for f in plain.fixed]
 
 
+def _fresh(d: str, tmp_path: object) -> object:
+    """The TUs' facts as a parse with no cache gives them."""
+    return _facts(d, os.path.join(str(tmp_path), "fresh"), use_cache=False).facts.tus
+
+
 def _write(path: str, text: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as fh:
@@ -300,7 +305,7 @@ def test_splice_needs_the_same_meaning_for_the_new_code(tmp_path: object) -> Non
     proto = "void dev_reset(DevState *s);"
     got = _facts(d, cache, _change(d, proto, proto + "\nvoid dev_helper(void);\n"
                                    "static inline void dev_poke(void)\n{\n    dev_helper();\n}"))
-    fresh = _facts(d, os.path.join(str(tmp_path), "fresh"), use_cache=False).facts.tus
+    fresh = _fresh(d, tmp_path)
     assert got.facts.tus == fresh
     assert got.parsed >= 2  # user.c, whatever the representative
     assert _facts(d, cache).facts.tus == fresh  # and a plain run later reads the same
@@ -330,7 +335,7 @@ def test_splice_sees_other_headers_changed_with_it(tmp_path: object) -> None:
             prev[path] = fb.read()
         _write(path, (prev[path] or b"").decode().replace(old, new))
     got = _facts(d, cache, prev)
-    fresh = _facts(d, os.path.join(str(tmp_path), "fresh"), use_cache=False).facts.tus
+    fresh = _fresh(d, tmp_path)
     assert got.facts.tus == fresh
     assert "note_b" in {c.callee for tu in got.facts.tus if tu.file == "hw/user.c"
                         for c in tu.calls}
@@ -356,7 +361,7 @@ def test_splice_follows_the_conditions_a_macro_is_defined_under(tmp_path: object
     proto = "void dev_reset(DevState *s);"
     got = _facts(d, cache, _change(d, proto, proto + "\nstatic inline void dev_poke(void)\n"
                                    "{\n    dev_helper();\n}"))
-    fresh = _facts(d, os.path.join(str(tmp_path), "fresh"), use_cache=False).facts.tus
+    fresh = _fresh(d, tmp_path)
     assert got.facts.tus == fresh
     assert "dev_helper_one" in {c.callee for tu in got.facts.tus if tu.file == "hw/user.c"
                                 for c in tu.calls}

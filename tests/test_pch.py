@@ -76,6 +76,12 @@ def _run(root: str, cache: str, monkeypatch: pytest.MonkeyPatch, pch: bool = Tru
                scope=("migration", "include/migration"), **kw)  # type: ignore[arg-type]
 
 
+def _forget_facts(cache: str) -> None:
+    """Empty the fact cache, keeping the stored PCHs."""
+    for d in glob.glob(os.path.join(cache, "facts-v*")):
+        shutil.rmtree(d)
+
+
 def _facts(result: RunResult) -> bytes:
     return pickle.dumps(sorted(result.facts.tus, key=lambda t: t.file))
 
@@ -128,8 +134,7 @@ def test_damaged_pch_falls_back_to_a_plain_parse(tmp_path: object,
     (pch,) = glob.glob(os.path.join(cache, "pch-v1", "*.pch"))
     with open(pch, "wb") as fh:
         fh.write(b"not a PCH" * 100)
-    for d in glob.glob(os.path.join(cache, "facts-v*")):
-        shutil.rmtree(d)
+    _forget_facts(cache)
     again = _run(root, cache, monkeypatch)
     assert again.parsed == 5
     assert _facts(again) == _facts(first)
@@ -146,8 +151,7 @@ def test_prefix_in_scope_or_overridden_is_not_used(tmp_path: object,
     osdep = os.path.join(root, "include", "qemu", "osdep.h")
     cache = os.path.join(str(tmp_path), "c2")
     _run(root, cache, monkeypatch)  # a PCH of the file on disk is stored
-    for d in glob.glob(os.path.join(cache, "facts-v*")):
-        shutil.rmtree(d)
+    _forget_facts(cache)
     staged = OSDEP.replace("void bql_unlock(void);", "void bql_unlock(void);\nint staged;")
     over = _run(root, cache, monkeypatch, unsaved={osdep: staged.encode()})
     assert over.precompiled == 0
@@ -169,8 +173,7 @@ def test_a_pch_built_under_unsaved_files_is_not_kept(tmp_path: object,
     assert _run(root, cache, monkeypatch, unsaved={osdep: staged.encode()}).precompiled == 0
     with open(osdep, "w") as fh:
         fh.write(staged)
-    for d in glob.glob(os.path.join(cache, "facts-v*")):
-        shutil.rmtree(d)
+    _forget_facts(cache)
     again = _run(root, cache, monkeypatch)
     plain = _run(root, os.path.join(str(tmp_path), "c0"), monkeypatch, pch=False)
     assert _facts(again) == _facts(plain)

@@ -42,11 +42,8 @@ def _shapes(program: Program) -> dict[str, Shape]:
     for key, info in program.functions.items():
         callees: set[str] = set()
         for site in info.sites.values():
-            c = site.call
-            if c.via == "direct":
-                k = program.resolve_name(c.callee, c.caller_file, c.callee_key)
-                if k and k != key:
-                    callees.add(k)
+            if site.call.via == "direct":  # what BqlAnalysis follows
+                callees.update(k for k in program.callees(site)[0] if k != key)
         out[key] = (info.tu.file, tuple(sorted(callees)))
     return out
 

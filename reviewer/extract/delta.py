@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from reviewer.extract.facts import Call, Function, Node, TUFacts
+from reviewer.extract.pch import in_scope
 
 _ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'", re.S)
@@ -381,11 +382,7 @@ class Carrier:
         return set(got)
 
     def _body_ids(self, path: str) -> set[str]:
-        out: set[str] = set()
-        for it in items(self.text(path) or ""):
-            if not it.startswith("#") and re.search(r"\)\s*\{", it):
-                out.update(_ID.findall(it))
-        return out
+        return _ids_of_bodies(self.text(path) or "")
 
     def _old(self, path: str) -> str | None:
         data = self.previous.get(path)
@@ -397,7 +394,7 @@ class Carrier:
         return path
 
     def _in_scope(self, rel: str) -> bool:
-        return any(rel == s or rel.startswith(s.rstrip("/") + "/") for s in self.scope)
+        return in_scope(rel, self.scope)
 
     def carry(self, main: str, facts: TUFacts, includes: dict[str, str], changed: list[str]
               ) -> TUFacts | Splice | None:

@@ -27,10 +27,11 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from reviewer.extract.cache import write_atomic
 
 PREFIX = "qemu/osdep.h"
 # Below this many TUs to parse under one flag set, precompiling costs more than
@@ -128,15 +129,7 @@ class PchStore:
         except (OSError, ValueError, KeyError, TypeError):
             pass
         data = {"pch": os.path.basename(built), "inputs": {p: hashes(p) for p in inputs}}
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".manifest-")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh)
-            os.replace(tmp, manifest)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomic(manifest, json.dumps(data).encode())
         if old and old != os.path.basename(built):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(self.dir, old))
