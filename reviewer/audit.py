@@ -385,7 +385,7 @@ def run_audit(root: str, *, rev: str | None = None, entry: str | None = None,
     repo = Repository(root)
     sha = repo.resolve(rev)
     with _scratch(cache, repo, "audit-" + sha[:12]) as tree:
-        repo.archive_to(sha, tree, unused_dirs(list(paths or [])))
+        repo.archive_to(sha, tree, unused_dirs(list(paths or [])), jobs or os.cpu_count() or 1)
         out = on(tree, repo.root)
     out.rev = rev
     return out

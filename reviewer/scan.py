@@ -682,7 +682,7 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
             _scratch(cache, repo, scratch_key))
         if tree:
             touched = [ch.path for c in commits for ch in changes_of[c.sha]]
-            repo.archive_to(base, tree, unused_dirs([*scope, *touched]))
+            repo.archive_to(base, tree, unused_dirs([*scope, *touched]), workers)
         version(base, tree)
         prev = base
         for c in commits:

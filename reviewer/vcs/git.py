@@ -1,6 +1,7 @@
 """Read-only access to the user's repository.
 
-Everything here only reads: rev-parse, rev-list, cat-file, diff-tree, archive.
+Everything here only reads: rev-parse, rev-list, cat-file, diff-tree, and
+read-tree/checkout-index through an index file of its own in the scratch area.
 Nothing runs a command that could refresh the index, move HEAD, create a
 worktree or write config (no `git status`, no `git worktree`, no checkout).
 Trees are materialised outside the repository, in a scratch directory that the
@@ -9,11 +10,11 @@ caller owns and removes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
-import tarfile
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -200,27 +201,46 @@ class Repository:
             return False
         return True
 
-    def archive_to(self, sha: str, dest: str, exclude: tuple[str, ...] = ()) -> None:
+    def archive_to(self, sha: str, dest: str, exclude: tuple[str, ...] = (),
+                   workers: int = 1) -> None:
         """Write the tree of a commit into dest (which must be empty), without
-        the top-level directories in `exclude`."""
-        fd, tar_path = tempfile.mkstemp(suffix=".tar", dir=os.path.dirname(dest))
+        the top-level directories in `exclude`: regular files only (links,
+        submodules and devices of a tree under review are never recreated;
+        nothing C needs them).
+
+        git itself writes the files, once: read-tree into an index file of our
+        own (the repository's index is never read or written), then
+        checkout-index of the chosen paths into dest. Half the time of
+        extracting a `git archive` tarball, which wrote every byte twice."""
+        fd, index = tempfile.mkstemp(suffix=".index", dir=os.path.dirname(dest))
         os.close(fd)
-        spec = ["--", ".", *(f":(exclude){d}" for d in exclude)] if exclude else []
+        os.unlink(index)  # read-tree creates it
+        env = {**os.environ, "GIT_INDEX_FILE": index}
+        base = ["git", f"--git-dir={self.git_dir}", f"--work-tree={dest}",
+                "-c", "core.autocrlf=false", "-c", f"checkout.workers={max(1, workers)}"]
+        drop = tuple(d + "/" for d in exclude)
         try:
-            with open(tar_path, "wb") as fh:
-                proc = subprocess.run(
-                    ["git", f"--git-dir={self.git_dir}", "archive", "--format=tar", sha, *spec],
-                    stdout=fh, stderr=subprocess.PIPE, check=False,
-                )
-            if proc.returncode != 0:
-                raise UserError(f"git archive {sha[:12]}: {proc.stderr.decode(errors='replace')}")
-            with tarfile.open(tar_path) as tar:
-                # Regular files and directories only: links and devices from a
-                # tree under review are never recreated (nothing C needs them).
-                members = [m for m in tar.getmembers() if m.isfile() or m.isdir()]
-                tar.extractall(dest, members=members, filter="data")
+            _git_bytes(base, ["read-tree", sha], env)
+            listing = _git_bytes(base, ["ls-files", "--stage", "-z"], env)
+            paths = []
+            for entry in listing.split(b"\0"):
+                meta, _, path = entry.partition(b"\t")
+                if meta[:6] in (b"100644", b"100755") and not path.decode(
+                        errors="surrogateescape").startswith(drop):
+                    paths.append(path)
+            _git_bytes(base, ["checkout-index", "--stdin", "-z", "-f"], env,
+                       b"".join(p + b"\0" for p in paths))
         finally:
-            os.unlink(tar_path)
+            with contextlib.suppress(OSError):
+                os.unlink(index)
+
+
+def _git_bytes(base: list[str], args: list[str], env: dict[str, str], stdin: bytes = b"") -> bytes:
+    proc = subprocess.run([*base, *args], input=stdin, env=env, capture_output=True, check=False)
+    if proc.returncode != 0:
+        msg = proc.stderr.decode(errors="replace").strip().replace("\n", " ")
+        raise UserError(f"git {args[0]}: {msg[:300]}")
+    return proc.stdout
 
 
 _TRAILER_MSGID = re.compile(r"^Message-I[Dd]:\s*(<[^>\s]+>)", re.M)
