@@ -22,6 +22,7 @@ import os
 import pickle
 import shutil
 import signal
+import tempfile
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -383,15 +384,29 @@ def _snapshot(tree: str, facts: FactSet) -> dict[str, bytes | None]:
     return out
 
 
-def _analysed(sha: str, tree: str, result: RunResult, model: ApiModel, preview: bool,
-              sources: dict[str, bytes | None], memo: FlowMemo | None = None,
+@dataclass
+class _Job:
+    """What the analysis of one version needs besides the tree, the model and
+    an earlier version's flows."""
+
+    sha: str
+    tus: list[TUFacts]
+    mode: str
+    problems: list[str]
+    parsed: int
+    sources: dict[str, bytes | None]  # a _Snapshot
+
+
+def _analysed(job: _Job, *, tree: str, model: ApiModel, preview: bool,
+              memo: FlowMemo | None = None,
               changed: frozenset[str] = frozenset()) -> tuple[Version, FlowMemo | None]:
-    """The analysis of one version, reading files only from `sources`, and
-    the flows the next version may reuse. memo: those of an earlier version;
-    changed: the TUs whose facts differ from that version's."""
+    """The analysis of one version, reading files only from `job.sources`,
+    and the flows the next version may reuse. memo: those of an earlier
+    version; changed: the TUs whose facts differ from that version's."""
     from reviewer.analysis.engine import analyze
     from reviewer.analysis.incremental import export, reusable
 
+    sha, sources = job.sha, job.sources
     # What reusable() learnt of this version's call graph, for the next one.
     graph: dict[str, tuple[dict[str, Shape], set[str]]] = {}
 
@@ -400,7 +415,7 @@ def _analysed(sha: str, tree: str, result: RunResult, model: ApiModel, preview: 
         graph["this"] = (shapes, cyclic)
         return flows
 
-    analysis = analyze(result.facts, model, root=tree, preview=preview, sources=sources,
+    analysis = analyze(FactSet(job.tus), model, root=tree, preview=preview, sources=sources,
                        reuse=reuse if _reuse_flows() else None)
     ctx = analysis.context
     assert ctx is not None
@@ -422,11 +437,10 @@ def _analysed(sha: str, tree: str, result: RunResult, model: ApiModel, preview: 
                     SEP.join((c.file, str(c.line), info.name, str(len(c.values)))))
     excerpts = {f.fingerprint: _excerpt(tree, f.file, f.line, sources)
                 for f in analysis.findings}
-    degraded = [(tu.file, tu.errors) for tu in result.facts.tus if tu.degraded]
+    degraded = [(tu.file, tu.errors) for tu in job.tus if tu.degraded]
     out = export(sha, ctx.bql.flows, *graph["this"]) if graph else None
     return Version(sha, list(analysis.findings), contexts, chains, params, names, calls,
-                   excerpts, degraded, list(result.problems), result.plan.mode,
-                   result.parsed), out
+                   excerpts, degraded, list(job.problems), job.mode, job.parsed), out
 
 
 Analysed = tuple[Version, "FlowMemo | None"]
@@ -437,7 +451,7 @@ def _reuse_flows() -> bool:
     return os.environ.get("REVIEWER_FLOW_MEMO", "1") != "0"
 
 
-def _outcome(work: Callable[[], Analysed]) -> bytes:
+def _outcome(work: Callable[[], object]) -> bytes:
     """work()'s result, or the exception it raised, pickled for the parent.
     An exception that would not come back out of a pickle as it went in (one
     whose constructor takes other arguments) is sent as a RuntimeError with
@@ -455,116 +469,204 @@ def _outcome(work: Callable[[], Analysed]) -> bytes:
                 f"the analysis failed: {type(exc).__name__}: {exc}\n{text}")))
 
 
-class _Analyses:
-    """Versions analysed in forked children while the scan goes on.
+class _Analyst:
+    """Analyses versions in order, each starting from the flows the one before
+    left (reviewer.analysis.incremental), told which TUs changed since: the
+    fact cache hands out the same object for a TU that did not change."""
 
-    A version's analysis (~0.5 s on migration/) needs only its facts and a
-    snapshot of the files it reads, so it can run while the next version is
-    materialised and parsed: with --jobs 2 that is the core a one-TU re-parse
-    leaves idle. At most `limit` run at once (half of --jobs: they run beside
-    the parse children); results come back pickled through a pipe. With a
-    limit under 1 (--jobs 1) everything runs here, in order.
-
-    Each analysis hands back the flows a later version may reuse
-    (reviewer.analysis.incremental); a version starts from those of the
-    latest analysis finished, told which TUs changed since that one."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.running: dict[str, tuple[int, int]] = {}  # sha -> (pid, read end)
-        self.done: dict[str, Version] = {}
-        self.order: dict[str, int] = {}  # sha -> when it started
-        self.facts: dict[str, dict[str, TUFacts]] = {}  # sha -> its TUs by file
+    def __init__(self, work: Callable[..., Analysed]) -> None:
+        self.work = work
         self.memo: FlowMemo | None = None
+        self.tus: dict[str, TUFacts] = {}  # those of the memo's version, by file
 
-    def _changed(self, facts: dict[str, TUFacts]) -> frozenset[str]:
-        """The TUs whose facts are not those the memo's version had: the fact
-        cache hands out the same object for a TU that did not change."""
-        if self.memo is None:
-            return frozenset()
-        old = self.facts.get(self.memo.version, {})
-        return frozenset({f for f, tu in facts.items() if old.get(f) is not tu}
-                         | (old.keys() - facts.keys()))
-
-    def _keep(self, sha: str, got: Analysed) -> Version:
-        version, memo = got
-        self.done[sha] = version
-        if memo is not None and (self.memo is None
-                                 or self.order[sha] > self.order[self.memo.version]):
-            self.memo = memo
-            # Only the memo's version is compared with later ones.
-            for old in [s for s in self.facts if self.order[s] < self.order[sha]]:
-                del self.facts[old]
+    def __call__(self, job: _Job) -> Version:
+        tus = {tu.file: tu for tu in job.tus}
+        changed: frozenset[str] = frozenset()
+        if self.memo is not None:
+            changed = frozenset({f for f, tu in tus.items() if self.tus.get(f) is not tu}
+                                | (self.tus.keys() - tus.keys()))
+        version, self.memo = self.work(job, memo=self.memo, changed=changed)
+        self.tus = tus
         return version
 
-    def start(self, sha: str, facts: FactSet, work: Callable[..., Analysed]) -> None:
-        self.order[sha] = len(self.order)
-        if _reuse_flows():
-            self.facts[sha] = {tu.file: tu for tu in facts.tus}
-        if self.limit < 1:
-            self._keep(sha, work(self.memo, self._changed(self.facts.get(sha, {}))))
-            return
-        while len(self.running) >= self.limit:
-            self.join(next(iter(self.running)))
-        from reviewer.extract.runner import sigint_held, write_all
 
-        memo, changed = self.memo, self._changed(self.facts.get(sha, {}))
-        r, w = os.pipe()
+def _delta(job: _Job, before: _Job | None) -> _Job:
+    """job as sent to the analysis worker, which holds `before`: a TU it has
+    already is named by its file, and only the files that changed are sent
+    (`sources` maps a file it must forget to the _GONE marker)."""
+    if before is None:
+        return job
+    old = {tu.file: tu for tu in before.tus}
+    tus: list[Any] = [tu.file if old.get(tu.file) is tu else tu for tu in job.tus]
+    sources: dict[str, Any] = {k: v for k, v in job.sources.items()
+                               if dict.get(before.sources, k, _GONE) != v}
+    sources.update({k: _GONE for k in before.sources.keys() - job.sources.keys()})
+    return _Job(job.sha, tus, job.mode, job.problems, job.parsed, sources)
+
+
+def _undelta(sent: _Job, before: _Job | None) -> _Job:
+    if before is None:
+        return sent
+    old = {tu.file: tu for tu in before.tus}
+    sources = _Snapshot(before.sources)
+    for k, v in sent.sources.items():
+        if isinstance(v, str):  # _GONE
+            del sources[k]
+        else:
+            sources[k] = v
+    return _Job(sent.sha, [old[t] if isinstance(t, str) else t for t in sent.tus], sent.mode,
+                sent.problems, sent.parsed, sources)
+
+
+_GONE = "<gone>"  # a str: no file's content, which is bytes or None
+
+
+class _Analyses:
+    """Versions analysed in order by one worker process while the scan goes on.
+
+    A version's analysis (~0.4 s on migration/) needs only its facts and a
+    snapshot of the files it reads, so it can run while the next versions are
+    materialised and parsed: with --jobs 2 that is the core a one-TU re-parse
+    leaves idle. The worker is forked with the first version's job and keeps
+    every version it saw, so each later one is sent as what changed (a spool
+    file per job and per result, named on a pipe: the scan never waits for
+    the worker to take a job, the worker never waits for the scan to take a
+    result). It also keeps the flows a later version may reuse. Without a
+    worker (--jobs 1) everything runs here, in order."""
+
+    def __init__(self, in_worker: bool) -> None:
+        self.in_worker = in_worker
+        self.done: dict[str, Version] = {}
+        self.sent: list[str] = []  # shas, in the order they were given
+        self.last: _Job | None = None
+        self.analyst: _Analyst | None = None  # here, without a worker
+        self.pid = 0
+        self.spool = ""
+        self.jobs_w = -1
+        self.results: Any = None  # the read end of the worker's notices
+
+    def start(self, job: _Job, work: Callable[..., Analysed], spool_in: str) -> None:
+        """Analyse `job` with `work` (the same for every job); the worker's
+        files go in a directory made under `spool_in`."""
+        if not self.in_worker:
+            self.analyst = self.analyst or _Analyst(work)
+            self.done[job.sha] = self.analyst(job)
+            return
+        if not self.pid:
+            self._fork(job, work, spool_in)
+        else:
+            n = len(self.sent)
+            _write_pickle(os.path.join(self.spool, f"job-{n}"), _delta(job, self.last))
+            from reviewer.extract.runner import write_all
+
+            write_all(self.jobs_w, f"{n}\n".encode())
+        self.sent.append(job.sha)
+        self.last = job
+
+    def _fork(self, job: _Job, work: Callable[..., Analysed], spool_in: str) -> None:
+        from reviewer.extract.runner import sigint_held
+
+        self.spool = tempfile.mkdtemp(prefix="analyses-", dir=spool_in)
+        jobs_r, jobs_w = os.pipe()
+        results_r, results_w = os.pipe()
         with sigint_held():
             try:
                 pid = os.fork()
             except BaseException:
-                os.close(r)
-                os.close(w)
+                for fd in (jobs_r, jobs_w, results_r, results_w):
+                    os.close(fd)
                 raise
-            if pid == 0:  # pragma: no cover - the child; its result is checked by the parent
+            if pid == 0:  # pragma: no cover - the child; its results are checked by the parent
                 code = 0
                 try:
-                    os.close(r)
                     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-                    write_all(w, _outcome(functools.partial(work, memo, changed)))
+                    os.close(jobs_w)
+                    os.close(results_r)
+                    _serve(_Analyst(work), job, self.spool, jobs_r, results_w)
                 except BaseException:
                     code = 70
                 finally:
                     os._exit(code)
-            self.running[sha] = (pid, r)
-            os.close(w)
+            self.pid = pid
+            os.close(jobs_r)
+            os.close(results_w)
+            self.jobs_w = jobs_w
+            self.results = os.fdopen(results_r, "rb")
 
     def join(self, sha: str) -> Version:
-        if sha in self.done:
-            return self.done[sha]
-        pid, r = self.running[sha]
-        chunks = []
-        try:
-            while chunk := os.read(r, 1 << 20):
-                chunks.append(chunk)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)  # it ignores SIGINT
-            raise
-        finally:
-            os.close(r)
-            _, status = os.waitpid(pid, 0)
-            del self.running[sha]
-        if status != 0:
-            why = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
-                   else f"exit status {os.WEXITSTATUS(status)}")
-            raise RuntimeError(f"the analysis of {sha[:12]} ended without a result ({why})")
-        kind, value = pickle.loads(b"".join(chunks))
-        if kind == "error":
-            raise value
-        return self._keep(sha, value)
+        while sha not in self.done:
+            line = self.results.readline() if self.results is not None else b""
+            if not line:
+                _, status = os.waitpid(self.pid, 0)
+                self.pid = 0
+                why = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+                       else f"exit status {os.WEXITSTATUS(status)}")
+                raise RuntimeError(f"the analysis of {sha[:12]} ended without a result ({why})")
+            n = int(line)
+            path = os.path.join(self.spool, f"result-{n}")
+            with open(path, "rb") as fh:
+                kind, value = pickle.load(fh)
+            os.unlink(path)
+            if kind == "error":
+                raise value
+            self.done[self.sent[n]] = value
+        return self.done[sha]
 
     def close(self) -> None:
-        """Stop what still runs (an error or Ctrl-C elsewhere in the scan)."""
-        for pid, r in self.running.values():
+        """Stop the worker (the scan is over, failed or was interrupted)."""
+        if self.pid:
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(self.pid, signal.SIGKILL)  # it ignores SIGINT
             with contextlib.suppress(OSError):
-                os.close(r)
+                os.waitpid(self.pid, 0)
+            self.pid = 0
+        if self.jobs_w >= 0:
             with contextlib.suppress(OSError):
-                os.waitpid(pid, 0)
-        self.running.clear()
+                os.close(self.jobs_w)
+            self.jobs_w = -1
+        if self.results is not None:
+            self.results.close()
+            self.results = None
+        if self.spool:
+            shutil.rmtree(self.spool, ignore_errors=True)
+            self.spool = ""
+
+
+def _write_pickle(path: str, value: object) -> None:
+    """A spool file, whole before its name exists."""
+    with open(path + ".part", "wb") as fh:
+        pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.rename(path + ".part", path)
+
+
+def _serve(analyst: _Analyst, first: _Job, spool: str, jobs_r: int,
+           results_w: int) -> None:  # pragma: no cover - runs in the worker
+    """The analysis worker: `first`, then each job the scan names on jobs_r,
+    each result written to the spool and named on results_w."""
+    from reviewer.extract.runner import write_all
+
+    job: _Job | None = None
+    n = 0
+    with os.fdopen(jobs_r, "rb") as jobs:
+        while True:
+            if job is None:
+                job = first
+            else:
+                line = jobs.readline()
+                if not line:
+                    return  # the scan is over
+                n = int(line)
+                path = os.path.join(spool, f"job-{n}")
+                with open(path, "rb") as fh:
+                    sent = pickle.load(fh)
+                os.unlink(path)
+                job = _undelta(sent, job)
+            out = _outcome(functools.partial(analyst, job))
+            path = os.path.join(spool, f"result-{n}")
+            with open(path + ".part", "wb") as fh:
+                fh.write(out)
+            os.rename(path + ".part", path)
+            write_all(results_w, f"{n}\n".encode())
 
 
 def _excerpt(tree: str, rel: str, line: int, sources: dict[str, bytes | None] | None = None,
@@ -653,9 +755,10 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
                            enabled=use_cache)
     cached = {sha: vcache.get(vcache.key(sha, scope)) for sha in [base, *(c.sha for c in commits)]}
 
-    # Analyses run beside the --jobs parse children: at most half as many.
+    # Analyses run in a worker beside the --jobs parse children, or here with
+    # --jobs 1.
     workers = jobs or os.cpu_count() or 1
-    analyses = _Analyses(workers // 2)
+    analyses = _Analyses(in_worker=workers > 1)
     memo: Memo = {}  # fact cache entries, decoded once for all the versions
 
     def version(sha: str, tree: str, previous: dict[str, bytes | None] | None = None) -> None:
@@ -664,9 +767,10 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
             return
         result = _extract(tree, scope, build_dir, source_root, cache, jobs, progress,
                           resource_dir, previous, memo)
-        analyses.start(sha, result.facts,
-                       functools.partial(_analysed, sha, tree, result, model, preview,
-                                         _snapshot(tree, result.facts)))
+        job = _Job(sha, result.facts.tus, result.plan.mode, list(result.problems),
+                   result.parsed, _snapshot(tree, result.facts))
+        analyses.start(job, functools.partial(_analysed, tree=tree, model=model, preview=preview),
+                       os.path.dirname(tree))
 
     def analysed(sha: str) -> Version:
         got = cached.get(sha)

@@ -249,7 +249,7 @@ def test_an_analysis_that_fails_in_a_child_fails_the_scan(
 ) -> None:
     import reviewer.scan
 
-    def broken(*args: object) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("broken analysis")
 
     path, shas = series
