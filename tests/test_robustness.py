@@ -167,6 +167,35 @@ def test_repository_shapes(work: dict[str, str], tmp_path: object) -> None:
     assert "unknown revision" in _one_line_error(scan_cli(work, "HEAD..$(touch x)"))
 
 
+def test_sparse_checkout_does_not_thin_the_scratch_tree(tmp_path: object) -> None:
+    """A user's sparse checkout (cone mode, sparse index) hides directories
+    from their work tree, not from the trees a scan materialises."""
+    from reviewer.vcs.git import Repository
+
+    repo = os.path.join(str(tmp_path), "repo")
+    os.makedirs(os.path.join(repo, "a"))
+    os.makedirs(os.path.join(repo, "b"))
+    subprocess.run(["git", "init", "-q", repo], check=True)
+    for rel in ("a/x.h", "b/y.h"):
+        with open(os.path.join(repo, rel), "w") as fh:
+            fh.write(rel + "\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "one")
+    git(repo, "sparse-checkout", "set", "--cone", "a")
+    git(repo, "config", "index.sparse", "true")
+    git(repo, "sparse-checkout", "reapply")
+    assert not os.path.exists(os.path.join(repo, "b"))
+    before = repo_state(repo)
+    dest = os.path.join(str(tmp_path), "scratch", "tree")
+    os.makedirs(dest)
+    Repository(repo).archive_to("HEAD", dest, workers=2)
+    got = sorted(os.path.relpath(os.path.join(d, f), dest)
+                 for d, _, fs in os.walk(dest) for f in fs)
+    assert got == ["a/x.h", "b/y.h"]
+    assert os.listdir(os.path.dirname(dest)) == ["tree"]  # no index file left behind
+    assert repo_state(repo) == before
+
+
 def test_cache_and_output_failures(work: dict[str, str], tmp_path: object) -> None:
     t = str(tmp_path)
     rng = f"{work['base']}..HEAD"
