@@ -14,6 +14,7 @@ by fingerprint (rule, function, symbols), never by line.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import hashlib
@@ -478,8 +479,22 @@ class _Analyst:
         self.work = work
         self.memo: FlowMemo | None = None
         self.tus: dict[str, TUFacts] = {}  # those of the memo's version, by file
+        self.last: tuple[_Job, Version] | None = None
 
     def __call__(self, job: _Job) -> Version:
+        if self.last is not None and _same_input(self.last[0], job):
+            # A patch that changed no facts and none of the files the analysis
+            # reads (documentation, build files, a comment in a header):
+            # the analysis would be the same.
+            version = dataclasses.replace(self.last[1], sha=job.sha, problems=list(job.problems),
+                                          mode=job.mode, parsed=job.parsed)
+            self.last = (job, version)
+            return version
+        version = self._analyse(job)
+        self.last = (job, version)
+        return version
+
+    def _analyse(self, job: _Job) -> Version:
         tus = {tu.file: tu for tu in job.tus}
         changed: frozenset[str] = frozenset()
         if self.memo is not None:
@@ -488,6 +503,14 @@ class _Analyst:
         version, self.memo = self.work(job, memo=self.memo, changed=changed)
         self.tus = tus
         return version
+
+
+def _same_input(before: _Job, job: _Job) -> bool:
+    """The same TU facts (the fact cache hands out the same object for a TU
+    that did not change) and the same files read."""
+    return (len(before.tus) == len(job.tus)
+            and all(a is b for a, b in zip(before.tus, job.tus, strict=True))
+            and before.sources == job.sources)
 
 
 def _delta(job: _Job, before: _Job | None) -> _Job:

@@ -244,6 +244,44 @@ def test_reused_flows_give_a_fresh_analysis(
         assert reused and max(reused) > 0
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_patch_that_changes_no_facts_is_not_analysed_again(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    """A documentation-only patch: no TU's facts and no file the analysis
+    reads change, so its version is the one before under its own SHA."""
+    import reviewer.scan
+
+    d = os.path.join(str(tmp_path), "repo")
+    shas = build_series_repo(d)
+    os.makedirs(os.path.join(d, "docs"), exist_ok=True)
+    with open(os.path.join(d, "docs", "notes.rst"), "w") as fh:
+        fh.write("Threadify notes\n")
+    git(d, "add", "docs/notes.rst")
+    git(d, "commit", "-q", "-m", "docs: notes")
+    tip = git(d, "rev-parse", "HEAD")
+    analysed: list[str] = []
+    original = reviewer.scan._analysed
+
+    def counting(job: object, **kwargs: object) -> object:
+        analysed.append(job.sha)  # type: ignore[attr-defined]
+        return original(job, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reviewer.scan, "_analysed", counting)
+    cache = os.path.join(str(tmp_path), "cache")
+    report = scan(d, f"{shas[-2]}..{tip}", paths=["migration", "hw"], jobs=jobs,
+                  cache_dir=cache, model=load_model(), progress=False)
+    docs = report.patches[-1]
+    assert docs.commit.sha == tip and docs.parsed == 0
+    assert not docs.new and not docs.fixed and not docs.context_changes
+    if jobs == 1:  # counted here; in the worker the count stays there
+        assert tip not in analysed and len(analysed) == 2
+    fresh = scan(d, f"{shas[-2]}..{tip}", paths=["migration", "hw"], jobs=1,
+                 cache_dir=os.path.join(str(tmp_path), "fresh"), model=load_model(),
+                 progress=False)
+    assert report.remaining == fresh.remaining
+
+
 def test_an_analysis_that_fails_in_a_child_fails_the_scan(
     series: tuple[str, list[str]], tmp_path: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
