@@ -170,8 +170,9 @@ class ScanReport:
 
 
 class _VersionCache:
-    """Analysed versions by commit, scope and configuration: a re-scan of the
-    same range reads these and touches no tree at all. Entries carry a
+    """Analysed versions by tree, scope and configuration: a re-scan of the
+    same range, or of one rewritten without changing its trees, reads these
+    and touches no tree at all. Entries carry a
     checksum line like the fact cache's; a bad one is ignored and rebuilt."""
 
     def __init__(self, cache_dir: str, config: str, enabled: bool = True) -> None:
@@ -179,8 +180,8 @@ class _VersionCache:
         self.config = config
         self.enabled = enabled
 
-    def key(self, sha: str, scope: list[str]) -> str:
-        raw = "\0".join([self.config, sha, *sorted(scope)])
+    def key(self, tree: str, scope: list[str]) -> str:
+        raw = "\0".join([self.config, tree, *sorted(scope)])
         return hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()
 
     def get(self, key: str) -> Version | None:
@@ -207,6 +208,11 @@ class _VersionCache:
             os.replace(tmp, os.path.join(self.dir, key + ".json"))
         except OSError:
             pass  # a cache that cannot be written only costs time
+
+
+def _renamed(version: Version | None, sha: str) -> Version | None:
+    """A cached version under the commit it is now read for."""
+    return None if version is None else dataclasses.replace(version, sha=sha)
 
 
 # Top-level directories of a QEMU tree that no TU outside them includes from
@@ -776,7 +782,11 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
     source_root = source_root or repo.root
     vcache = _VersionCache(cache, _config_digest(model, build_dir, preview, resource_dir),
                            enabled=use_cache)
-    cached = {sha: vcache.get(vcache.key(sha, scope)) for sha in [base, *(c.sha for c in commits)]}
+    # Versions are cached by tree, not commit: a series that only gained
+    # trailers (b4 trailers -u), or whose messages were reworded, has new
+    # commits with the same trees, and the same analyses.
+    trees = {base: repo.tree_of(base), **{c.sha: c.tree for c in commits}}
+    cached = {sha: _renamed(vcache.get(vcache.key(trees[sha], scope)), sha) for sha in trees}
 
     # Analyses run in a worker beside the --jobs parse children, or here with
     # --jobs 1.
@@ -799,7 +809,7 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
         got = cached.get(sha)
         if got is None:
             got = analyses.join(sha)
-            vcache.put(vcache.key(sha, scope), got)
+            vcache.put(vcache.key(trees[sha], scope), got)
         return got
 
     with contextlib.ExitStack() as stack:

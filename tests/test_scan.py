@@ -282,6 +282,38 @@ def test_a_patch_that_changes_no_facts_is_not_analysed_again(
     assert report.remaining == fresh.remaining
 
 
+def test_a_series_rewritten_with_the_same_trees_is_not_analysed_again(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trailers added to every commit (b4 trailers -u): new commits, the same
+    trees, so the versions cached by the first scan serve the second one."""
+    import reviewer.scan
+
+    d = os.path.join(str(tmp_path), "repo")
+    shas = build_series_repo(d)
+    cache = os.path.join(str(tmp_path), "cache")
+    first = scan(d, f"{shas[0]}..{shas[-1]}", paths=["migration", "hw"], jobs=2,
+                 cache_dir=cache, model=load_model(), progress=False)
+    parent = shas[0]
+    for sha in shas[1:]:
+        msg = git(d, "log", "-1", "--format=%B", sha)
+        msg += "\n\nReviewed-by: A Reviewer <r@example.org>\n"
+        parent = git(d, "commit-tree", f"{sha}^{{tree}}", "-p", parent, "-m", msg)
+    assert parent != shas[-1]
+    analysed: list[object] = []
+    monkeypatch.setattr(reviewer.scan, "_analysed", lambda *a, **k: analysed.append(a))
+    monkeypatch.setattr(reviewer.scan.Repository, "archive_to",
+                        lambda *a, **k: analysed.append(a))
+    again = scan(d, f"{shas[0]}..{parent}", paths=["migration", "hw"], jobs=1,
+                 cache_dir=cache, model=load_model(), progress=False)
+    assert analysed == []  # nothing materialised, nothing analysed
+    assert [p.commit.sha for p in again.patches] == git(
+        d, "rev-list", "--reverse", f"{shas[0]}..{parent}").split()
+    assert [(p.new, p.fixed, p.context_changes) for p in again.patches] == [
+        (p.new, p.fixed, p.context_changes) for p in first.patches]
+    assert again.remaining == first.remaining
+
+
 def test_an_analysis_that_fails_in_a_child_fails_the_scan(
     series: tuple[str, list[str]], tmp_path: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:

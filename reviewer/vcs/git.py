@@ -35,6 +35,7 @@ class CommitInfo:
     date: str
     message: str
     is_merge: bool
+    tree: str = ""  # the id of its tree: what an analysis of it depends on
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,11 @@ class Repository:
             date=c.authored_datetime.isoformat(),
             message=msg,
             is_merge=len(c.parents) > 1,
+            tree=c.tree.hexsha,
         )
+
+    def tree_of(self, sha: str) -> str:
+        return str(self.repo.commit(sha).tree.hexsha)
 
     def changes(self, old: str, new: str) -> list[Change]:
         out = self._git("diff-tree", "-r", "-M", "--no-commit-id", "--name-status", "-z", old, new)
