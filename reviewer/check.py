@@ -103,10 +103,11 @@ def check(path: str, *, from_ref: str | None = None, to_ref: str | None = None,
                                 jobs=jobs, model=model, preview=preview,
                                 resource_dir=resource_dir)
     # The committed side is the same on every run against one HEAD: its
-    # findings are cached by commit (pre-commit runs again and again).
+    # findings are cached by its tree (pre-commit runs again and again). By
+    # the tree, not the name: "HEAD" moves with every commit.
     vcache = _VersionCache(cache_dir or default_cache_dir(),
                            _config_digest(model, build_dir, preview, resource_dir) + ":check")
-    key = vcache.key(before, scope) if before not in (_EMPTY_TREE, INDEX) else ""
+    key = vcache.key(repo.tree_of(before), scope) if before not in (_EMPTY_TREE, INDEX) else ""
     cached = vcache.get(key) if key else None
     if cached is not None:
         old = cached.findings_list

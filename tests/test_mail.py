@@ -221,3 +221,29 @@ def test_commit_trailers_map_to_messages() -> None:
         "x\n\nLink: https://lore.kernel.org/r/20251022192612.2737648-8-peterx@redhat.com\n"
     ) == "<20251022192612.2737648-8-peterx@redhat.com>"
     assert message_id_of("no trailer here\n") == ""
+
+
+def test_check_compares_with_the_head_of_the_moment(tmp_path: object) -> None:
+    """The committed side is cached per HEAD: after a commit, the next check
+    compares the index with the new HEAD, not with the one before it."""
+    from reviewer.check import check
+    from reviewer.model import load_model
+
+    from .conftest import ROOT
+
+    d = os.path.join(str(tmp_path), "repo")
+    shas = build_series_repo(d)
+    git(d, "reset", "-q", "--hard", shas[1])
+    cache = os.path.join(str(tmp_path), "c")
+    src = os.path.join(ROOT, "fixtures", "series", "threadify", "2-thread", "migration",
+                       "migration.c")
+    shutil.copy(src, os.path.join(d, "migration", "migration.c"))
+    git(d, "add", "migration/migration.c")
+    got = check(d, paths=["migration", "hw"], cache_dir=cache, model=load_model())
+    planted = {f.fingerprint for f in got.new if f.rule == "QM009"}
+    assert planted
+    git(d, "commit", "-q", "-m", "thread")
+    git(d, "checkout", "-q", shas[1], "--", "migration/migration.c")
+    got = check(d, paths=["migration", "hw"], cache_dir=cache, model=load_model())
+    assert planted <= {f.fingerprint for f in got.fixed}
+    assert not got.new
