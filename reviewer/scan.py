@@ -588,7 +588,11 @@ class _Analyses:
             _write_pickle(os.path.join(self.spool, f"job-{n}"), _delta(job, self.last))
             from reviewer.extract.runner import write_all
 
-            write_all(self.jobs_w, f"{n}\n".encode())
+            try:
+                write_all(self.jobs_w, f"{n}\n".encode())
+            except BrokenPipeError:
+                # Not the CLI's "stdout was closed": the worker is gone.
+                raise self._ended(job.sha) from None
         self.sent.append(job.sha)
         self.last = job
 
@@ -626,11 +630,7 @@ class _Analyses:
         while sha not in self.done:
             line = self.results.readline() if self.results is not None else b""
             if not line:
-                _, status = os.waitpid(self.pid, 0)
-                self.pid = 0
-                why = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
-                       else f"exit status {os.WEXITSTATUS(status)}")
-                raise RuntimeError(f"the analysis of {sha[:12]} ended without a result ({why})")
+                raise self._ended(sha)
             n = int(line)
             path = os.path.join(self.spool, f"result-{n}")
             with open(path, "rb") as fh:
@@ -640,6 +640,14 @@ class _Analyses:
                 raise value
             self.done[self.sent[n]] = value
         return self.done[sha]
+
+    def _ended(self, sha: str) -> RuntimeError:
+        """The worker ended before the analysis of `sha`: why, once reaped."""
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = 0
+        why = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+               else f"exit status {os.WEXITSTATUS(status)}")
+        return RuntimeError(f"the analysis worker ended ({why}) before it analysed {sha[:12]}")
 
     def close(self) -> None:
         """Stop the worker (the scan is over, failed or was interrupted)."""

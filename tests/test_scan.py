@@ -333,6 +333,25 @@ def test_an_analysis_that_fails_in_a_child_fails_the_scan(
             if not x.endswith(".lock")] == []
 
 
+def test_a_dead_analysis_worker_fails_the_scan(
+    series: tuple[str, list[str]], tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed (the OOM killer, a stray kill -9): the scan says so, instead of
+    taking the pipe it can no longer write for a closed stdout."""
+    import reviewer.scan
+
+    path, shas = series
+    before = repo_state(path)
+    monkeypatch.setattr(reviewer.scan, "_serve",
+                        lambda *a: os.kill(os.getpid(), signal.SIGKILL))
+    with pytest.raises(RuntimeError, match=r"analysis worker ended \(killed by signal 9\)"):
+        scan(path, f"{shas[0]}..{shas[-1]}", paths=["migration", "hw"], jobs=2,
+             cache_dir=str(tmp_path), model=load_model(), progress=False)
+    assert repo_state(path) == before
+    assert [x for x in os.listdir(os.path.join(str(tmp_path), "scan"))
+            if not x.endswith(".lock")] == []
+
+
 @pytest.mark.parametrize("jobs", ["1", "2"])
 @pytest.mark.parametrize("delay", [0.3, 1.0, 2.0])
 def test_interrupted_scan_leaves_nothing(series: tuple[str, list[str]], tmp_path: object,
