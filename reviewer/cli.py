@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -84,7 +84,9 @@ def _guard(fn: Callable[[], T]) -> T:
             raise
         _say(f"reviewer: {exc}")
         raise typer.Exit(2) from None
-    except BrokenPipeError:
+    except BrokenPipeError as exc:
+        if not _stdout_closed():
+            return _internal(exc)  # one of reviewer's own pipes: a worker died
         # `reviewer scan | head`: the reader has what it wanted; say nothing more.
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -109,13 +111,31 @@ def _guard(fn: Callable[[], T]) -> T:
     except (typer.Exit, SystemExit):
         raise
     except Exception as exc:
-        if _state["debug"]:
-            raise
-        _say(
-            f"reviewer: internal error: {type(exc).__name__}: {exc} (rerun with --debug "
-            "and report it)",
-        )
-        raise typer.Exit(2) from None
+        return _internal(exc)
+
+
+def _internal(exc: Exception) -> NoReturn:
+    """A bug, or a child that died: one line and exit 2 (--debug shows it)."""
+    if _state["debug"]:
+        raise exc
+    _say(
+        f"reviewer: internal error: {type(exc).__name__}: {exc} (rerun with --debug "
+        "and report it)",
+    )
+    raise typer.Exit(2) from None
+
+
+def _stdout_closed() -> bool:
+    """Whether the reader of stdout is gone (a pipe's write end then polls as
+    an error): a BrokenPipeError from anywhere else is not `| head`."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poll.poll(0))
+    except (OSError, ValueError):
+        return True  # no usable stdout at all: nothing to report to either
 
 
 def find_root(paths: list[str]) -> str:

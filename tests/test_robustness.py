@@ -221,6 +221,17 @@ def test_cache_and_output_failures(work: dict[str, str], tmp_path: object) -> No
     p.stdout.close()
     _, err = p.communicate(timeout=120)
     assert p.returncode == 0 and b"Traceback" not in err and b"error" not in err, err
+    # A broken pipe of reviewer's own (a worker that died) with stdout still
+    # open is an error, not `| head`: never exit 0 without a report.
+    code = ("import sys, reviewer.scan as s\n"
+            "def broken(*a, **k): raise BrokenPipeError(32, 'Broken pipe')\n"
+            "s.scan = broken\n"
+            "sys.argv = ['reviewer', *sys.argv[1:]]\n"
+            "from reviewer.cli import main; main()\n")
+    r = subprocess.run([sys.executable, "-c", code, "scan", rng, "--repo", work["repo"],
+                        "--cache-dir", work["cache"], *SCOPE], capture_output=True, text=True,
+                       check=False)
+    assert r.returncode == 2 and "internal error: BrokenPipeError" in r.stderr, r.stderr
     # A tampered analysed-version entry is detected and rebuilt, not trusted.
     good = json.loads(scan_cli(work, rng, "-f", "json").stdout)
     vdir = os.path.join(work["cache"], "versions-v2")
