@@ -1,14 +1,15 @@
 """`reviewer scan`: patch by patch, what each commit of a range introduced, fixed,
 and moved to another context.
 
-The tree before the range is materialised once in a scratch directory (git
-archive, outside the user's repository); each commit then only rewrites the
-files it changed, and the fact cache re-parses only the TUs whose content or
-headers changed. Each version of the tree is analysed once: the "after" of a
-patch is the "before" of the next. With more than one job, a version's
-analysis runs in a forked child on a snapshot of the files it reads, while the
-next version is materialised and parsed. Findings are matched across versions
-by fingerprint (rule, function, symbols), never by line.
+The tree before the range is materialised once in a scratch directory
+(checkout-index through an index file of our own, outside the user's
+repository); each commit then only rewrites the files it changed, and the fact
+cache re-parses only the TUs whose content or headers changed. Each version of
+the tree is analysed once (and cached by tree): the "after" of a patch is the
+"before" of the next. With more than one job, the versions are analysed in
+order by one worker process, on snapshots of the files they read, while the
+next versions are materialised and parsed. Findings are matched across
+versions by fingerprint (rule, function, symbols), never by line.
 """
 
 from __future__ import annotations
