@@ -68,10 +68,12 @@ def items(text: str) -> list[str]:
     return list(_items(text))
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=256)
 def _items(text: str) -> tuple[str, ...]:
     # Memoised by text: a scan asks about the same versions of a header for
-    # each TU that includes it, in one version and the next.
+    # each TU that includes it, in one version and the next. The threadify
+    # scan reads 204 distinct texts: 64 entries missed 353 times, 256 miss
+    # only the first reading of each.
     out: list[str] = []
     cur: list[str] = []
     depth = 0
