@@ -482,8 +482,10 @@ class _Analyst:
     left (reviewer.analysis.incremental), told which TUs changed since: the
     fact cache hands out the same object for a TU that did not change."""
 
-    def __init__(self, work: Callable[..., Analysed]) -> None:
+    def __init__(self, work: Callable[..., Analysed],
+                 store: Callable[[Version], None] = lambda v: None) -> None:
         self.work = work
+        self.store = store  # where a version goes once analysed: the version cache
         self.memo: FlowMemo | None = None
         self.tus: dict[str, TUFacts] = {}  # those of the memo's version, by file
         self.last: tuple[_Job, Version] | None = None
@@ -495,10 +497,11 @@ class _Analyst:
             # the analysis would be the same.
             version = dataclasses.replace(self.last[1], sha=job.sha, problems=list(job.problems),
                                           mode=job.mode, parsed=job.parsed)
-            self.last = (job, version)
-            return version
-        version = self._analyse(job)
+        else:
+            version = self._analyse(job)
         self.last = (job, version)
+        # Cached here, in the worker: the scan does not encode it at the end.
+        self.store(version)
         return version
 
     def _analyse(self, job: _Job) -> Version:
@@ -564,8 +567,10 @@ class _Analyses:
     result). It also keeps the flows a later version may reuse. Without a
     worker (--jobs 1) everything runs here, in order."""
 
-    def __init__(self, in_worker: bool) -> None:
+    def __init__(self, in_worker: bool,
+                 store: Callable[[Version], None] = lambda v: None) -> None:
         self.in_worker = in_worker
+        self.store = store
         self.done: dict[str, Version] = {}
         self.sent: list[str] = []  # shas, in the order they were given
         self.last: _Job | None = None
@@ -579,7 +584,7 @@ class _Analyses:
         """Analyse `job` with `work` (the same for every job); the worker's
         files go in a directory made under `spool_in`."""
         if not self.in_worker:
-            self.analyst = self.analyst or _Analyst(work)
+            self.analyst = self.analyst or _Analyst(work, self.store)
             self.done[job.sha] = self.analyst(job)
             return
         if not self.pid:
@@ -616,7 +621,7 @@ class _Analyses:
                     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
                     os.close(jobs_w)
                     os.close(results_r)
-                    _serve(_Analyst(work), job, self.spool, jobs_r, results_w)
+                    _serve(_Analyst(work, self.store), job, self.spool, jobs_r, results_w)
                 except BaseException:
                     code = 70
                 finally:
@@ -800,7 +805,8 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
     # Analyses run in a worker beside the --jobs parse children, or here with
     # --jobs 1.
     workers = jobs or os.cpu_count() or 1
-    analyses = _Analyses(in_worker=workers > 1)
+    analyses = _Analyses(in_worker=workers > 1,
+                         store=lambda v: vcache.put(vcache.key(trees[v.sha], scope), v))
     memo: Memo = {}  # fact cache entries, decoded once for all the versions
 
     def version(sha: str, tree: str, previous: dict[str, bytes | None] | None = None) -> None:
@@ -817,8 +823,7 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
     def analysed(sha: str) -> Version:
         got = cached.get(sha)
         if got is None:
-            got = analyses.join(sha)
-            vcache.put(vcache.key(trees[sha], scope), got)
+            got = analyses.join(sha)  # and cached by whoever analysed it
         return got
 
     with contextlib.ExitStack() as stack:
