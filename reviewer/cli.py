@@ -126,16 +126,17 @@ def _internal(exc: Exception) -> NoReturn:
 
 
 def _stdout_closed() -> bool:
-    """Whether the reader of stdout is gone (a pipe's write end then polls as
-    an error): a BrokenPipeError from anywhere else is not `| head`."""
+    """Whether the reader of stdout (fd 1) is gone: a pipe's write end then
+    polls as an error. A BrokenPipeError from anywhere else is not `| head`,
+    and neither is one with no stdout to poll: it is reported."""
     import select
 
     try:
         poll = select.poll()
-        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        poll.register(1, select.POLLOUT)
         return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poll.poll(0))
     except (OSError, ValueError):
-        return True  # no usable stdout at all: nothing to report to either
+        return False
 
 
 def find_root(paths: list[str]) -> str:
@@ -863,6 +864,10 @@ def main() -> None:
     # over migration/. Collect rarely instead, as mypy does; reference counting
     # still frees everything.
     gc.set_threshold(200_000, 30, 30)
+    if sys.stdout is None:
+        # Started with stdout closed (`reviewer ... >&-`): what would go there
+        # goes nowhere, as with > /dev/null; -o FILE still works.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     try:
         app()
     except KeyboardInterrupt:  # pragma: no cover - interactive

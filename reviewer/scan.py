@@ -22,9 +22,9 @@ import hashlib
 import json
 import os
 import pickle
+import select
 import shutil
 import signal
-import tempfile
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -335,12 +335,21 @@ def _scratch(cache_dir: str, repo: Repository, key: str = "") -> Iterator[str]:
         except OSError:
             raise UserError("another reviewer scan of this repository is running; "
                             "wait for it or use another --cache-dir") from None
-        shutil.rmtree(tree, ignore_errors=True)
+        # Left by a scan that was killed (SIGKILL, SIGTERM): removed now,
+        # under the lock, as they are at the end.
+        for d in (tree, _spool_of(tree)):
+            shutil.rmtree(d, ignore_errors=True)
         os.makedirs(tree)
         try:
             yield tree
         finally:
-            shutil.rmtree(tree, ignore_errors=True)
+            for d in (tree, _spool_of(tree)):
+                shutil.rmtree(d, ignore_errors=True)
+
+
+def _spool_of(tree: str) -> str:
+    """Where the analysis worker of the scan using `tree` keeps its files."""
+    return tree + ".analyses"
 
 
 def _extract(tree: str, paths: list[str], build_dir: str | None, source_root: str | None,
@@ -501,7 +510,11 @@ class _Analyst:
             version = self._analyse(job)
         self.last = (job, version)
         # Cached here, in the worker: the scan does not encode it at the end.
-        self.store(version)
+        # Not when a TU could not be parsed at all (over the time or memory
+        # limit, libclang crashed): those TUs are tried again next time, and
+        # so is the version.
+        if not any(tu.failed for tu in job.tus):
+            self.store(version)
         return version
 
     def _analyse(self, job: _Job) -> Version:
@@ -563,9 +576,10 @@ class _Analyses:
     leaves idle. The worker is forked with the first version's job and keeps
     every version it saw, so each later one is sent as what changed (a spool
     file per job and per result, named on a pipe: the scan never waits for
-    the worker to take a job, the worker never waits for the scan to take a
-    result). It also keeps the flows a later version may reuse. Without a
-    worker (--jobs 1) everything runs here, in order."""
+    the worker to take a job, and reads the worker's notices as it sends each
+    job, so that the worker never waits for the scan either). It also keeps
+    the flows a later version may reuse. Without a worker (--jobs 1)
+    everything runs here, in order."""
 
     def __init__(self, in_worker: bool,
                  store: Callable[[Version], None] = lambda v: None) -> None:
@@ -578,18 +592,22 @@ class _Analyses:
         self.pid = 0
         self.spool = ""
         self.jobs_w = -1
-        self.results: Any = None  # the read end of the worker's notices
+        self.results = -1  # the read end of the worker's notices
+        self.unread = b""  # the start of a notice not whole yet
+        self.finished: list[int] = []  # jobs whose result is in the spool
 
-    def start(self, job: _Job, work: Callable[..., Analysed], spool_in: str) -> None:
+    def start(self, job: _Job, work: Callable[..., Analysed], spool: str) -> None:
         """Analyse `job` with `work` (the same for every job); the worker's
-        files go in a directory made under `spool_in`."""
+        files go in the directory `spool` (made here; the caller removes it
+        also when this process is killed: see _scratch)."""
         if not self.in_worker:
             self.analyst = self.analyst or _Analyst(work, self.store)
             self.done[job.sha] = self.analyst(job)
             return
         if not self.pid:
-            self._fork(job, work, spool_in)
+            self._fork(job, work, spool)
         else:
+            self._notices(wait=False)  # a full pipe would stop the worker
             n = len(self.sent)
             _write_pickle(os.path.join(self.spool, f"job-{n}"), _delta(job, self.last))
             from reviewer.extract.runner import write_all
@@ -602,10 +620,11 @@ class _Analyses:
         self.sent.append(job.sha)
         self.last = job
 
-    def _fork(self, job: _Job, work: Callable[..., Analysed], spool_in: str) -> None:
+    def _fork(self, job: _Job, work: Callable[..., Analysed], spool: str) -> None:
         from reviewer.extract.runner import sigint_held
 
-        self.spool = tempfile.mkdtemp(prefix="analyses-", dir=spool_in)
+        os.makedirs(spool)
+        self.spool = spool
         jobs_r, jobs_w = os.pipe()
         results_r, results_w = os.pipe()
         with sigint_held():
@@ -630,14 +649,27 @@ class _Analyses:
             os.close(jobs_r)
             os.close(results_w)
             self.jobs_w = jobs_w
-            self.results = os.fdopen(results_r, "rb")
+            self.results = results_r
+
+    def _notices(self, wait: bool) -> bool:
+        """Take the worker's notices that are there (with `wait`, at least
+        one read); False once the worker has closed its end."""
+        if not wait and not select.select([self.results], [], [], 0)[0]:
+            return True
+        chunk = os.read(self.results, 1 << 16)
+        if not chunk:
+            return False
+        *lines, self.unread = (self.unread + chunk).split(b"\n")
+        self.finished.extend(int(x) for x in lines)
+        return True
 
     def join(self, sha: str) -> Version:
         while sha not in self.done:
-            line = self.results.readline() if self.results is not None else b""
-            if not line:
-                raise self._ended(sha)
-            n = int(line)
+            if not self.finished:
+                if self.results < 0 or not self._notices(wait=True):
+                    raise self._ended(sha)
+                continue
+            n = self.finished.pop(0)
             path = os.path.join(self.spool, f"result-{n}")
             with open(path, "rb") as fh:
                 kind, value = pickle.load(fh)
@@ -667,9 +699,10 @@ class _Analyses:
             with contextlib.suppress(OSError):
                 os.close(self.jobs_w)
             self.jobs_w = -1
-        if self.results is not None:
-            self.results.close()
-            self.results = None
+        if self.results >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.results)
+            self.results = -1
         if self.spool:
             shutil.rmtree(self.spool, ignore_errors=True)
             self.spool = ""
@@ -818,7 +851,7 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
         job = _Job(sha, result.facts.tus, result.plan.mode, list(result.problems),
                    result.parsed, _snapshot(tree, result.facts))
         analyses.start(job, functools.partial(_analysed, tree=tree, model=model, preview=preview),
-                       os.path.dirname(tree))
+                       _spool_of(tree))
 
     def analysed(sha: str) -> Version:
         got = cached.get(sha)

@@ -232,6 +232,15 @@ def test_cache_and_output_failures(work: dict[str, str], tmp_path: object) -> No
                         "--cache-dir", work["cache"], *SCOPE], capture_output=True, text=True,
                        check=False)
     assert r.returncode == 2 and "internal error: BrokenPipeError" in r.stderr, r.stderr
+    # Started with stdout closed (`>&-`): as with > /dev/null; -o still works.
+    out = os.path.join(str(tmp_path), "closed-stdout.json")
+    r = subprocess.run([sys.executable, "-m", "reviewer.cli", "scan", rng, "--repo",
+                        work["repo"], "--cache-dir", work["cache"], *SCOPE, "-f", "json",
+                        "-o", out], stderr=subprocess.PIPE, text=True, check=False,
+                       preexec_fn=lambda: os.close(1))
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    with open(out) as fh:
+        assert json.load(fh)["patches"]
     # A tampered analysed-version entry is detected and rebuilt, not trusted.
     good = json.loads(scan_cli(work, rng, "-f", "json").stdout)
     vdir = os.path.join(work["cache"], "versions-v2")

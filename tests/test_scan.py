@@ -352,6 +352,80 @@ def test_a_dead_analysis_worker_fails_the_scan(
             if not x.endswith(".lock")] == []
 
 
+def test_the_worker_never_waits_for_the_scan_to_read(tmp_path: object) -> None:
+    """More versions than the notice pipe holds (~12,000 unread): the scan
+    takes the worker's notices as it sends jobs, so neither side blocks."""
+    from reviewer.scan import Version, _Analyses, _Job, _Snapshot
+
+    def work(job: _Job, **kwargs: object) -> tuple[Version, None]:
+        return Version(job.sha, [], {}, {}, {}, {}, {}, {}, [], [], ""), None
+
+    analyses = _Analyses(in_worker=True)
+    n = 30_000
+    spool = os.path.join(str(tmp_path), "spool")
+
+    def hung(*args: object) -> None:
+        raise TimeoutError("the scan and its analysis worker wait for each other")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        for i in range(n):
+            analyses.start(_Job(f"{i:040x}", [], "nobuild", [], 0, _Snapshot()), work, spool)
+        assert analyses.join(f"{n - 1:040x}").sha == f"{n - 1:040x}"
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+        analyses.close()
+    assert not os.path.exists(spool) or os.listdir(spool) == []
+
+
+def test_a_killed_scans_leftovers_are_removed_by_the_next(
+    series: tuple[str, list[str]], tmp_path: object
+) -> None:
+    """SIGKILL or SIGTERM leave the scratch tree and the analysis spool; the
+    next scan of the repository removes both, under its lock."""
+    path, shas = series
+    cache = str(tmp_path)
+    scan(path, f"{shas[0]}..{shas[1]}", paths=["migration", "hw"], jobs=2, cache_dir=cache,
+         model=load_model(), progress=False)
+    scratch = os.path.join(cache, "scan")
+    (lock,) = os.listdir(scratch)
+    key = lock[: -len(".lock")]
+    for d in (key, key + ".analyses"):
+        os.makedirs(os.path.join(scratch, d, "stale"))
+    scan(path, f"{shas[0]}..{shas[-1]}", paths=["migration", "hw"], jobs=2, cache_dir=cache,
+         model=load_model(), progress=False)
+    assert os.listdir(scratch) == [lock]
+
+
+def test_a_version_with_a_tu_that_failed_is_not_cached(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TU over the time limit is parsed again next time; the version it
+    made is analysed again too, instead of being read back from the cache."""
+    d = os.path.join(str(tmp_path), "repo")
+    shas = build_series_repo(d)
+    cache = os.path.join(str(tmp_path), "cache")
+    rng = f"{shas[-2]}..{shas[-1]}"
+    monkeypatch.setenv("REVIEWER_TU_TIMEOUT", "0.001")
+    starved = scan(d, rng, paths=["migration", "hw"], jobs=2, cache_dir=cache,
+                   model=load_model(), progress=False)
+    assert any("REVIEWER_TU_TIMEOUT" in p for p in starved.problems)
+    monkeypatch.delenv("REVIEWER_TU_TIMEOUT")
+    again = scan(d, rng, paths=["migration", "hw"], jobs=2, cache_dir=cache,
+                 model=load_model(), progress=False)
+    fresh = scan(d, rng, paths=["migration", "hw"], jobs=2,
+                 cache_dir=os.path.join(str(tmp_path), "fresh"), model=load_model(),
+                 progress=False)
+    assert not any("REVIEWER_TU_TIMEOUT" in p for p in again.problems)
+    def found(r: object) -> list[object]:
+        return [(p.new, p.fixed) for p in r.patches]  # type: ignore[attr-defined]
+
+    assert found(again) == found(fresh) and fresh.patches[-1].fixed
+    assert found(starved) != found(fresh)
+
+
 @pytest.mark.parametrize("jobs", ["1", "2"])
 @pytest.mark.parametrize("delay", [0.3, 1.0, 2.0])
 def test_interrupted_scan_leaves_nothing(series: tuple[str, list[str]], tmp_path: object,
