@@ -664,6 +664,8 @@ class _Analyses:
         return True
 
     def join(self, sha: str) -> Version:
+        if sha not in self.done and sha not in self.sent:
+            raise RuntimeError(f"{sha[:12]} was never given to the analysis")
         while sha not in self.done:
             if not self.finished:
                 if self.results < 0 or not self._notices(wait=True):
@@ -681,10 +683,12 @@ class _Analyses:
 
     def _ended(self, sha: str) -> RuntimeError:
         """The worker ended before the analysis of `sha`: why, once reaped."""
-        _, status = os.waitpid(self.pid, 0)
-        self.pid = 0
-        why = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
-               else f"exit status {os.WEXITSTATUS(status)}")
+        why = "never started"
+        if self.pid:  # (waitpid(0) would take any child of the process group)
+            _, status = os.waitpid(self.pid, 0)
+            self.pid = 0
+            why = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+                   else f"exit status {os.WEXITSTATUS(status)}")
         return RuntimeError(f"the analysis worker ended ({why}) before it analysed {sha[:12]}")
 
     def close(self) -> None:
