@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from reviewer.errors import UserError
-from reviewer.extract.cache import Memo, default_cache_dir
+from reviewer.extract.cache import Memo, default_cache_dir, write_atomic
 from reviewer.extract.facts import FactSet, TUFacts
 from reviewer.findings import Finding, Related
 from reviewer.model import ApiModel
@@ -203,10 +203,8 @@ class _VersionCache:
         text = json.dumps(v.to_json(), separators=(",", ":")).encode()
         try:
             os.makedirs(self.dir, exist_ok=True)
-            tmp = os.path.join(self.dir, f".{key}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as fh:
-                fh.write(hashlib.sha256(text).hexdigest().encode() + b"\n" + text)
-            os.replace(tmp, os.path.join(self.dir, key + ".json"))
+            write_atomic(os.path.join(self.dir, key + ".json"),
+                         hashlib.sha256(text).hexdigest().encode() + b"\n" + text)
         except OSError:
             pass  # a cache that cannot be written only costs time
 
@@ -609,7 +607,9 @@ class _Analyses:
         else:
             self._notices(wait=False)  # a full pipe would stop the worker
             n = len(self.sent)
-            _write_pickle(os.path.join(self.spool, f"job-{n}"), _delta(job, self.last))
+            # Named on the pipe only once written whole: no rename needed.
+            with open(os.path.join(self.spool, f"job-{n}"), "wb") as fh:
+                pickle.dump(_delta(job, self.last), fh, protocol=pickle.HIGHEST_PROTOCOL)
             from reviewer.extract.runner import write_all
 
             try:
@@ -712,41 +712,27 @@ class _Analyses:
             self.spool = ""
 
 
-def _write_pickle(path: str, value: object) -> None:
-    """A spool file, whole before its name exists."""
-    with open(path + ".part", "wb") as fh:
-        pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.rename(path + ".part", path)
-
-
 def _serve(analyst: _Analyst, first: _Job, spool: str, jobs_r: int,
            results_w: int) -> None:  # pragma: no cover - runs in the worker
     """The analysis worker: `first`, then each job the scan names on jobs_r,
     each result written to the spool and named on results_w."""
     from reviewer.extract.runner import write_all
 
-    job: _Job | None = None
-    n = 0
+    n, job = 0, first
     with os.fdopen(jobs_r, "rb") as jobs:
         while True:
-            if job is None:
-                job = first
-            else:
-                line = jobs.readline()
-                if not line:
-                    return  # the scan is over
-                n = int(line)
-                path = os.path.join(spool, f"job-{n}")
-                with open(path, "rb") as fh:
-                    sent = pickle.load(fh)
-                os.unlink(path)
-                job = _undelta(sent, job)
-            out = _outcome(functools.partial(analyst, job))
-            path = os.path.join(spool, f"result-{n}")
-            with open(path + ".part", "wb") as fh:
-                fh.write(out)
-            os.rename(path + ".part", path)
-            write_all(results_w, f"{n}\n".encode())
+            with open(os.path.join(spool, f"result-{n}"), "wb") as fh:
+                fh.write(_outcome(functools.partial(analyst, job)))
+            write_all(results_w, f"{n}\n".encode())  # once the file is whole
+            line = jobs.readline()
+            if not line:
+                return  # the scan is over
+            n = int(line)
+            path = os.path.join(spool, f"job-{n}")
+            with open(path, "rb") as fh:
+                sent = pickle.load(fh)
+            os.unlink(path)
+            job = _undelta(sent, job)
 
 
 def _excerpt(tree: str, rel: str, line: int, sources: dict[str, bytes | None] | None = None,
