@@ -67,7 +67,10 @@ def test_changed_names() -> None:
     assert changed_names(HEADER, cond) is None
     include = HEADER.replace('#include "qemu-stubs.h"', '#include "qemu-stubs.h"\n#include "b.h"')
     assert changed_names(HEADER, include) is None
-    assert changed_names(HEADER, include, lambda name: name == "b.h") == frozenset()
+    # An added #include counts for the names the header it opens brings.
+    assert changed_names(HEADER, include, lambda item: frozenset()) == frozenset()
+    assert changed_names(HEADER, include, lambda item: frozenset({"b_new"})) == {"b_new"}
+    assert changed_names(HEADER, include, lambda item: None) is None
     # Order matters: a prototype moved into an #if block is a change.
     moved = HEADER.replace("void dev_reset(DevState *s);\n", "").replace(
         "#endif", "void dev_reset(DevState *s);\n#endif")
@@ -365,3 +368,127 @@ def test_splice_follows_the_conditions_a_macro_is_defined_under(tmp_path: object
     assert got.facts.tus == fresh
     assert "dev_helper_one" in {c.callee for tu in got.facts.tus if tu.file == "hw/user.c"
                                 for c in tu.calls}
+
+
+def test_file_declarations() -> None:
+    """What a header newly included brings: every name of its scope in any
+    #if branch (enumerators, not struct members); None when some item cannot
+    be read as names."""
+    from reviewer.extract.delta import file_declarations
+
+    text = ('#ifndef EXTRA_H\n#define EXTRA_H\n#include "other.h"\n#include <glib.h>\n'
+            "#ifdef CONFIG_X\nvoid extra_x(void);\n#else\nvoid extra_y(void);\n#endif\n"
+            "typedef struct Extra { void (*init)(void); int level; } Extra;\n"
+            "enum { EXTRA_A, EXTRA_B = 4 };\n"
+            "static inline int extra_n(void) { return EXTRA_B; }\n"
+            "#pragma GCC poison gets\n#endif\n")
+    got = file_declarations(text)
+    assert got is not None
+    names, defined, incs = got
+    assert names == {"EXTRA_H", "extra_x", "extra_y", "Extra", "EXTRA_A", "EXTRA_B", "extra_n"}
+    assert defined == {"EXTRA_H"}
+    assert incs == ('#include "other.h"', "#include <glib.h>")
+    assert file_declarations("#include SOME_MACRO\n") is None
+    assert file_declarations('extern "C" {\nvoid f(void);\n}\n') is None
+    assert file_declarations("#line 3\n") is None
+    assert changed_names("int x;\n", "int x;\nenum { EA, EB };\n") == {"EA", "EB"}
+
+
+def _added_include_tree(d: str) -> None:
+    """dev.h (in scope) includes inc/cond.h, out of scope, whose prototype
+    of cond_fn() depends on a macro; user.c calls it."""
+    _tree(d)
+    _write(os.path.join(d, "inc", "cond.h"),
+           "#ifndef COND_H\n#define COND_H\n#ifdef EXTRA_CORO\nint coroutine_fn cond_fn(void);\n"
+           "#else\nint cond_fn(void);\n#endif\n#endif\n")
+    dev = os.path.join(d, "hw", "dev.h")
+    with open(dev) as fh:
+        _write(dev, fh.read().replace('#include "qemu-stubs.h"',
+                                      '#include "qemu-stubs.h"\n#include "../inc/cond.h"'))
+    with open(os.path.join(d, "hw", "user.c"), "a") as fh:
+        fh.write("int user_cond(void)\n{\n    return cond_fn();\n}\n")
+
+
+def test_added_include_of_a_new_header(tmp_path: object) -> None:
+    """A header adds an #include of a header no TU had (out of scope): TUs
+    that name nothing it declares keep their facts, and from then on the
+    cache checks that header too; one that names something it declares, or
+    whose headers test a macro it defines, is parsed. Each step equals a
+    fresh parse."""
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _added_include_tree(d)
+    extra = os.path.join(d, "inc", "extra.h")
+    _write(extra, "#ifndef EXTRA_H\n#define EXTRA_H\nvoid extra_fn(void);\n"
+           "typedef struct Extra { void (*init)(void); } Extra;\n"
+           "enum { EXTRA_A, EXTRA_B };\n#endif\n")
+    assert _facts(d, cache).parsed == 3
+    got = _facts(d, cache, _change(d, '#include "qemu-stubs.h"\n',
+                                   '#include "qemu-stubs.h"\n#include "../inc/extra.h"\n'))
+    assert (got.parsed, got.carried) == (0, 3)
+    assert got.facts.tus == _fresh(d, tmp_path)
+    # The new header changes: a macro that renames a prototype of dev.h (a
+    # fact of every TU). Were it not among the entries' inputs now, their
+    # facts would be read back unchanged.
+    with open(extra, "rb") as fh:
+        before = fh.read()
+    _write(extra, before.decode().replace("void extra_fn(void);",
+                                          "#define dev_load dev_load_v2\nvoid extra_fn(void);"))
+    got = _facts(d, cache, {extra: before})
+    assert got.parsed == 3
+    assert got.facts.tus == _fresh(d, tmp_path)
+    assert "dev_load_v2" in {f.name for tu in got.facts.tus for f in tu.functions}
+    _write(extra, before.decode())
+    assert _facts(d, cache).parsed == 0  # back to the version cached first
+    # A macro inc/cond.h tests: cond_fn() becomes a coroutine_fn in user.c.
+    _write(extra, before.decode().replace("void extra_fn(void);",
+                                          "#define EXTRA_CORO 1\nvoid extra_fn(void);"))
+    got = _facts(d, cache, {extra: before})
+    assert got.parsed == 3
+    assert got.facts.tus == _fresh(d, tmp_path)
+    assert any(c.callee == "cond_fn" and c.callee_annotations for tu in got.facts.tus
+               for c in tu.calls)
+
+
+def test_added_include_of_a_header_with_a_conditioned_macro(tmp_path: object) -> None:
+    """The first time a header comes in, it defines a macro an #if of a
+    header the TUs had tests: they are parsed, none keeps its facts."""
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _added_include_tree(d)
+    _write(os.path.join(d, "inc", "extra.h"), "#define EXTRA_CORO 1\n")
+    assert _facts(d, cache).parsed == 3
+    got = _facts(d, cache, _change(d, '#include "qemu-stubs.h"\n',
+                                   '#include "qemu-stubs.h"\n#include "../inc/extra.h"\n'))
+    assert got.carried == 0 and got.parsed + got.spliced == 3
+    assert got.facts.tus == _fresh(d, tmp_path)
+
+
+def test_added_include_found_nowhere_or_in_scope(tmp_path: object) -> None:
+    """An added #include the TU's flags do not find, or of a header in scope
+    (its functions would be facts): the TUs are parsed."""
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    _write(os.path.join(d, "hw", "more.h"), "static inline void more(void) { }\n")
+    assert _facts(d, cache).parsed == 3
+    for name in ("more.h", "<no-such-header.h>"):
+        inc = f'#include "{name}"' if not name.startswith("<") else f"#include {name}"
+        got = _facts(d, cache, _change(d, '#include "qemu-stubs.h"\n',
+                                       f'#include "qemu-stubs.h"\n{inc}\n'))
+        assert got.carried == 0, name
+        assert got.facts.tus == _fresh(d, tmp_path)
+        _change(d, f"{inc}\n", "")
+
+
+def test_macro_renaming_a_prototype_of_the_changed_header(tmp_path: object) -> None:
+    """A header in scope gains a macro that renames its own prototype (a
+    fact of every TU that includes it): no TU keeps its facts."""
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    assert _facts(d, cache).parsed == 3
+    got = _facts(d, cache, _change(d, "void dev_reset(DevState *s);",
+                                   "#define dev_load dev_load_v2\nvoid dev_reset(DevState *s);"))
+    assert got.carried == 0
+    assert got.facts.tus == _fresh(d, tmp_path)

@@ -226,11 +226,14 @@ def _split_top(text: str, sep: str) -> list[str]:
 
 
 def changed_names(old: str | None, new: str | None,
-                  included: Callable[[str], bool] | None = None) -> frozenset[str] | None:
+                  brings: Callable[[str], frozenset[str] | None] | None = None
+                  ) -> frozenset[str] | None:
     """Names whose declaration or definition differs between two versions of
     a header; None when some difference cannot be pinned to names.
-    `included(name)`: whether an `#include "name"` the change adds resolves to
-    a header the TU included already (then it is no change)."""
+    `brings(item)`: the names an `#include` item the change adds declares or
+    defines in a TU (none for a header the TU included already: its guard
+    makes it a no-op), None when that is unknown. Without it, an added
+    #include is a change no name accounts for."""
     if old is None or new is None:
         return None
     a, b = items(old), items(new)
@@ -268,11 +271,19 @@ def changed_names(old: str | None, new: str | None,
         hb = _head_body(it)
         if hb and hb[0] in paired:
             continue
-        inc = _INCLUDE.match(it)
-        if inc and it in came and included is not None and included(inc.group(1)):
-            continue  # included already: its guard makes it a no-op
+        if brings is not None and _INCLUDE.match(it) and it in came:
+            more = brings(it)
+            if more is None:
+                return None
+            names |= more
+            continue
+        if hb and re.match(r"(typedef\s+)?enum\b", hb[0]):
+            for member in hb[1]:  # an enum added or removed: its enumerators too
+                names |= _member_names(member)
         got = _declared(it)
         if got is None:
+            if hb and re.match(r"(typedef\s+)?enum\b", hb[0]):
+                continue  # anonymous: its enumerators are its names
             return None
         names |= got
     return frozenset(names)
@@ -291,6 +302,54 @@ def declares_functions(old: str | None, new: str | None) -> bool:
         if "(" in flat.replace("(*", "")[:flat.find("{") if "{" in flat else None]:
             return True
     return False
+
+
+# Directives that declare nothing themselves: in a header newly included, the
+# declarations in every branch of its #if blocks count (a superset).
+_NO_NAMES = frozenset(("if", "ifdef", "ifndef", "elif", "else", "endif", "pragma", "error",
+                       "warning"))
+_INCLUDE_FORM = re.compile(r"#\s*include\s*([<\"])([^>\"]+)[>\"]")
+
+
+def file_declarations(text: str) -> tuple[frozenset[str], frozenset[str], tuple[str, ...]] | None:
+    """What a whole header brings into a TU that did not include it: (every
+    name it declares or defines in any #if branch, enumerators included; the
+    macros among them; its #include items). None when some item cannot be
+    pinned to names (a computed #include, an extern "C" block, #line)."""
+    names: set[str] = set()
+    defined: set[str] = set()
+    incs: list[str] = []
+    for it in items(text):
+        if it.startswith("#"):
+            kind = re.match(r"#\s*([a-z_]*)", it)
+            k = kind.group(1) if kind else ""
+            if k == "include" and _INCLUDE_FORM.match(it):
+                incs.append(it)
+            elif k == "define" or k == "undef":
+                got = _declared(it)
+                if got is None:
+                    return None
+                names |= got
+                if k == "define":
+                    defined |= got
+            elif k not in _NO_NAMES:
+                return None
+            continue
+        hb = _head_body(it)
+        if hb and re.match(r"(typedef\s+)?enum\b", hb[0]):
+            for member in hb[1]:
+                names |= _member_names(member)
+        elif not hb and "{" in it and not re.search(r"[(=]", it[:it.find("{")]):
+            return None  # a block that is no function, initializer or type
+        # A struct's members are no names of the file's scope: its tag and
+        # typedef name are (_declared would count its function pointers).
+        got = _declared(hb[0] + ";" if hb else it)
+        if got is None:
+            if hb:
+                continue  # an anonymous enum: its enumerators are its names
+            return None
+        names |= got
+    return frozenset(names), frozenset(defined), tuple(incs)
 
 
 def identifiers(text: str) -> set[str]:
@@ -353,14 +412,22 @@ class Carrier:
     One per run: header texts and macro tables are read once."""
 
     def __init__(self, root: str, scope: tuple[str, ...], previous: dict[str, bytes | None],
-                 unsaved: dict[str, bytes] | None = None) -> None:
+                 unsaved: dict[str, bytes] | None = None,
+                 search: Callable[[str], tuple[tuple[str, ...], tuple[str, ...]]] | None = None
+                 ) -> None:
+        """search(main): the TU's include directories (flags.include_search);
+        without it, include/ and the top of the tree."""
         self.root = root
+        self.search = search
         self.unsaved = unsaved or {}
         self.scope = scope
         self.previous = previous
         self._text: dict[str, str | None] = {}
         self._macros: dict[str, dict[str, frozenset[str]]] = {}
-        self._names: dict[tuple[str, frozenset[str]], frozenset[str] | None] = {}
+        self._names: dict[tuple[object, ...], tuple[frozenset[str] | None, frozenset[str]]] = {}
+        self._file_memo: dict[str, tuple[frozenset[str], frozenset[str], tuple[str, ...]] | None
+                              ] = {}
+        self._cond_memo: dict[str, frozenset[str]] = {}
         self._lines: dict[str, dict[int, int]] = {}
         self._fn_change: dict[str, bool] = {}
         self._idmemo: dict[str, frozenset[str]] = {}
@@ -399,28 +466,44 @@ class Carrier:
         return in_scope(rel, self.scope)
 
     def carry(self, main: str, facts: TUFacts, includes: dict[str, str], changed: list[str]
-              ) -> TUFacts | Splice | None:
+              ) -> tuple[TUFacts | Splice, frozenset[str]] | None:
         """The TU's facts with the changed headers' new version; a Splice when
         that holds except for the functions of changed headers in scope (their
         new facts come from another TU's parse); None when the change may
-        alter them otherwise (then the TU is parsed again)."""
+        alter them otherwise (then the TU is parsed again). With either, the
+        headers the TU now includes that it did not (an #include the change
+        adds): the cache must check those too from now on."""
         names: set[str] = set()
         by_header: dict[str, frozenset[str]] = {}
         already = frozenset(includes)
+        dirs = self.search(main) if self.search is not None else None
+        gained: set[str] = set()
         for path in changed:
-            key = (path, already)
+            key = (path, already, dirs)
             if key not in self._names:
-                def included(name: str, path: str = path) -> bool:
-                    return any(os.path.normpath(c) in already for c in (
-                        os.path.join(os.path.dirname(path), name),
-                        os.path.join(self.root, "include", name),
-                        os.path.join(self.root, name)))
-                self._names[key] = changed_names(self._old(path), self.text(path), included)
-            got = self._names[key]
+                reached: set[str] = set()
+
+                def brings(item: str, path: str = path, reached: set[str] = reached
+                           ) -> frozenset[str] | None:
+                    got = self._brings(path, item, already, dirs)
+                    if got is None:
+                        return None
+                    reached |= got[1]
+                    return got[0]
+                self._names[key] = (changed_names(self._old(path), self.text(path), brings),
+                                    frozenset(reached))
+            got, files = self._names[key]
             if got is None:
                 return None
             names |= got
+            gained |= files
             by_header[path] = got
+        if any(self._in_scope(self._rel(f)) for f in gained):
+            return None  # its functions would be facts of this TU: parse it
+        # A macro the change defines or removes, tested by an #if of a header
+        # the TU includes: that header may now declare something else.
+        if names and any(self._conditions(inc) & names for inc in includes):
+            return None
         main_text = self.text(main)
         if main_text is None:
             return None
@@ -468,6 +551,9 @@ class Carrier:
         for f in facts.functions:
             if f.file in spliced_rel:
                 continue
+            # A macro the change defines renames the prototypes after it too
+            # (those of a header in scope are facts of this TU).
+            named.add(f.name)
             for p in f.params:
                 named.update(_ID.findall(p.type))
         seen = visible(named, macro_map)
@@ -509,9 +595,69 @@ class Carrier:
         except KeyError:
             return None  # a fact on a line that changed
         if spliced:
-            return Splice(spliced_rel, moved, main, frozenset(includes), relevant,
-                          frozenset(relevant_macros))
-        return moved
+            return Splice(spliced_rel, moved, main, frozenset(includes) | gained, relevant,
+                          frozenset(relevant_macros)), frozenset(gained)
+        return moved, frozenset(gained)
+
+    def _brings(self, includer: str, item: str, already: frozenset[str],
+                dirs: tuple[tuple[str, ...], tuple[str, ...]] | None
+                ) -> tuple[frozenset[str], frozenset[str]] | None:
+        """(the names, the files) an #include item added to `includer` brings
+        into a TU that includes `already`: those of the header it resolves to
+        and of what that includes in turn, each header the TU had already
+        left out (its guard makes it a no-op). None when a header is not
+        found where the TU's flags look, or cannot be read as names."""
+        names: set[str] = set()
+        files: set[str] = set()
+        todo = [(includer, item)]
+        while todo:
+            src, it = todo.pop()
+            found = self._resolve(src, it, dirs)
+            if found is None:
+                return None
+            if found in already or found in files:
+                continue
+            decls = self._file_decls(found)
+            if decls is None:
+                return None
+            files.add(found)
+            names |= decls[0]
+            todo += [(found, inc) for inc in decls[2]]
+        return frozenset(names), frozenset(files)
+
+    def _resolve(self, src: str, item: str,
+                 dirs: tuple[tuple[str, ...], tuple[str, ...]] | None) -> str | None:
+        """The file an #include in `src` opens, searched as the compiler
+        searches: the includer's directory first for "...", then the flags'."""
+        m = _INCLUDE_FORM.match(item)
+        if m is None:
+            return None
+        if dirs is None:
+            dirs = ((), (os.path.join(self.root, "include"), self.root))
+        order = ([os.path.dirname(src), *dirs[0]] if m.group(1) == '"' else []) + list(dirs[1])
+        for d in order:
+            c = os.path.normpath(os.path.join(d, m.group(2)))
+            if c in self.unsaved or os.path.isfile(c):
+                return c
+        return None  # maybe in the compiler's own directories: unknown here
+
+    def _file_decls(self, path: str
+                    ) -> tuple[frozenset[str], frozenset[str], tuple[str, ...]] | None:
+        if path not in self._file_memo:
+            text = self.text(path)
+            self._file_memo[path] = None if text is None else file_declarations(text)
+        return self._file_memo[path]
+
+    def _conditions(self, path: str) -> frozenset[str]:
+        """The identifiers a header's #if, #ifdef, #ifndef and #elif lines test."""
+        got = self._cond_memo.get(path)
+        if got is None:
+            ids: set[str] = set()
+            for m in _DIRECTIVE_LINE.finditer(strip_comments(self.text(path) or "")):
+                if m.group(1) in ("if", "ifdef", "ifndef", "elif"):
+                    ids.update(_ID.findall(m.group(2)))
+            got = self._cond_memo[path] = frozenset(ids)
+        return got
 
     def _declared_in(self, path: str) -> tuple[frozenset[str], frozenset[str]]:
         """(the macros a whole file defines, the functions and variables it

@@ -257,6 +257,32 @@ class FlagPlan:
         return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
+def include_search(args: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Where a TU's `#include` looks, in the compiler's order, as absolute
+    directories: (-iquote dirs, searched for "..." only after the includer's
+    own directory; then -I, -isystem and -idirafter dirs, for both forms).
+    The compiler's built-in system directories come after these and are not
+    listed: a header found nowhere here is unknown to the caller."""
+    cwd = next((a.split("=", 1)[1] for a in args if a.startswith("-working-directory=")),
+               os.getcwd())
+    found: dict[str, list[str]] = {"-iquote": [], "-I": [], "-isystem": [], "-idirafter": []}
+    pending = ""
+    for a in args:
+        flag, value = pending, a
+        pending = ""
+        if not flag:
+            if a in found:
+                pending = a
+                continue
+            flag = next((f for f in found if a.startswith(f) and len(a) > len(f)), "")
+            if not flag:
+                continue
+            value = a[len(flag):]
+        found[flag].append(os.path.normpath(os.path.join(cwd, value)))
+    return (tuple(found["-iquote"]),
+            tuple(found["-I"] + found["-isystem"] + found["-idirafter"]))
+
+
 # Quotes, backslashes, or whitespace that shlex does not split on.
 _NOT_PLAIN = re.compile(r"['\"\\]|[^\S \t\r\n]")
 _ODD_SPACE = re.compile(r"[^\S \t\r\n]")  # whitespace str.split splits on, shlex not

@@ -40,7 +40,7 @@ from reviewer.errors import UserError
 from reviewer.extract.cache import ContentHashes, FactCache, Memo, default_cache_dir
 from reviewer.extract.delta import Carrier, Splice, header_facts, splice_class, splice_headers
 from reviewer.extract.facts import FactSet, TUFacts
-from reviewer.extract.flags import FlagPlan, plan_flags
+from reviewer.extract.flags import FlagPlan, include_search, plan_flags
 from reviewer.extract.pch import MIN_GROUP, PCH_ARGS, PREFIX, Pch, PchStore, starts_with_prefix
 from reviewer.extract.pch import usable as pch_usable
 
@@ -297,10 +297,11 @@ def run(
     problems = list(inputs.problems) + plan.notes
     results: dict[str, TUFacts] = {}
     todo: list[tuple[str, str]] = []  # (path, cache key)
-    carrier = Carrier(root, inputs.scope, previous, unsaved) if previous else None
+    carrier = Carrier(root, inputs.scope, previous, unsaved,
+                      lambda main: include_search(plan.args_for(main))) if previous else None
     before = {p: ContentHashes.digest(d) for p, d in (previous or {}).items() if d is not None}
     carried = spliced = 0
-    splices: dict[str, tuple[str, Splice, dict[str, str]]] = {}  # path -> (key, it, includes)
+    splices: dict[str, tuple[str, Splice, list[str]]] = {}  # path -> (key, it, includes)
     for path in inputs.tus:
         rel = os.path.relpath(path, root)
         if plan.mode == "build" and plan.entries and plan.entry_for(path) is None:
@@ -312,13 +313,15 @@ def run(
             near = cache.get_near(key, hashes, before)
             if near is not None:
                 got = carrier.carry(path, *near)
-                if isinstance(got, Splice):
-                    splices[path] = (key, got, near[1])
-                    continue
-                hit = got
-                if hit is not None:
+                if got is not None:
+                    kept, gained = got
+                    deps = [*near[1], *sorted(gained)]
+                    if isinstance(kept, Splice):
+                        splices[path] = (key, kept, deps)
+                        continue
+                    hit = kept
                     carried += 1
-                    cache.put(key, hit, {inc: hashes(inc) for inc in near[1]})
+                    cache.put(key, hit, {inc: hashes(inc) for inc in deps})
         if hit is not None:
             results[path] = hit
         else:
@@ -377,16 +380,16 @@ def run(
                 if p == rep:
                     continue
                 key, sp, includes = splices[p]
-                got = None
+                new = None
                 if change is not None and carrier is not None and carrier.same_meaning(
                         sp, splices[rep][1]):
-                    got = splice_headers(sp, change)
-                if got is None:
+                    new = splice_headers(sp, change)
+                if new is None:
                     again.append((p, key))
                     continue
-                results[p] = got
+                results[p] = new
                 spliced += 1
-                cache.put(key, got, {inc: hashes(inc) for inc in includes})
+                cache.put(key, new, {inc: hashes(inc) for inc in includes})
         again.sort(key=lambda item: inputs.tus.index(item[0]))
         parse(again)
         todo += again

@@ -217,6 +217,7 @@ class Repository:
         own (the repository's index is never read or written), then
         checkout-index of the chosen paths into dest. Half the time of
         extracting a `git archive` tarball, which wrote every byte twice."""
+        os.makedirs(dest, exist_ok=True)  # git needs the work tree to exist
         fd, index = tempfile.mkstemp(suffix=".index", dir=os.path.dirname(dest))
         os.close(fd)
         os.unlink(index)  # read-tree creates it
