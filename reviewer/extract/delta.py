@@ -356,6 +356,7 @@ def identifiers(text: str) -> set[str]:
     return set(_ID.findall(strip_comments(text)))
 
 
+@functools.lru_cache(maxsize=4096)
 def macros(text: str) -> dict[str, frozenset[str]]:
     """#define'd names with the identifiers of their bodies, all definitions
     of a name together, and those of the #if conditions around each (which
@@ -381,6 +382,18 @@ def macros(text: str) -> dict[str, frozenset[str]]:
     # A keyword #defined (zlib's zconf.h defines `const` for pre-standard
     # compilers) is not followed: every type would reach its conditions.
     return {k: frozenset(v - {k}) for k, v in out.items() if k not in _KEYWORDS}
+
+
+@functools.lru_cache(maxsize=4096)
+def conditions(text: str) -> frozenset[str]:
+    """The identifiers a file's #if, #ifdef, #ifndef and #elif lines test.
+    Memoised by text, as macros(): a scan reads the same headers in each
+    version, for each TU."""
+    ids: set[str] = set()
+    for m in _DIRECTIVE_LINE.finditer(strip_comments(text)):
+        if m.group(1) in ("if", "ifdef", "ifndef", "elif"):
+            ids.update(_ID.findall(m.group(2)))
+    return frozenset(ids)
 
 
 def visible(main_ids: set[str], macro_map: dict[str, frozenset[str]]) -> set[str]:
@@ -502,8 +515,14 @@ class Carrier:
             return None  # its functions would be facts of this TU: parse it
         # A macro the change defines or removes, tested by an #if of a header
         # the TU includes: that header may now declare something else.
-        if names and any(self._conditions(inc) & names for inc in includes):
-            return None
+        if names:
+            conds = self._cond_memo
+            for inc in includes:
+                got_c = conds.get(inc)
+                if got_c is None:
+                    got_c = conds[inc] = conditions(self.text(inc) or "")
+                if not got_c.isdisjoint(names):
+                    return None
         main_text = self.text(main)
         if main_text is None:
             return None
@@ -647,17 +666,6 @@ class Carrier:
             text = self.text(path)
             self._file_memo[path] = None if text is None else file_declarations(text)
         return self._file_memo[path]
-
-    def _conditions(self, path: str) -> frozenset[str]:
-        """The identifiers a header's #if, #ifdef, #ifndef and #elif lines test."""
-        got = self._cond_memo.get(path)
-        if got is None:
-            ids: set[str] = set()
-            for m in _DIRECTIVE_LINE.finditer(strip_comments(self.text(path) or "")):
-                if m.group(1) in ("if", "ifdef", "ifndef", "elif"):
-                    ids.update(_ID.findall(m.group(2)))
-            got = self._cond_memo[path] = frozenset(ids)
-        return got
 
     def _declared_in(self, path: str) -> tuple[frozenset[str], frozenset[str]]:
         """(the macros a whole file defines, the functions and variables it
