@@ -593,14 +593,27 @@ class _Analyses:
         self.results = -1  # the read end of the worker's notices
         self.unread = b""  # the start of a notice not whole yet
         self.finished: list[int] = []  # jobs whose result is in the spool
+        self.received = 0  # notices read, of len(self.sent) jobs
 
-    def start(self, job: _Job, work: Callable[..., Analysed], spool: str) -> None:
+    def start(self, job: _Job, work: Callable[..., Analysed], spool: str,
+              last: bool = False) -> None:
         """Analyse `job` with `work` (the same for every job); the worker's
         files go in the directory `spool` (made here; the caller removes it
-        also when this process is killed: see _scratch)."""
+        also when this process is killed: see _scratch). `last`: the scan has
+        nothing left to extract after this job."""
         if not self.in_worker:
             self.analyst = self.analyst or _Analyst(work, self.store)
             self.done[job.sha] = self.analyst(job)
+            return
+        if (last and self.pid and self._behind()
+                and (self.last is None or not _same_input(self.last, job))):
+            # The parse children are done and the worker is still on an
+            # earlier version: analysed here from scratch (~0.55 s on
+            # migration/, against ~0.4 s with the worker's flows) it ends
+            # sooner than after the worker's turn, with both cores busy. The
+            # result is the same (reused flows give what a fresh analysis
+            # gives).
+            self.done[job.sha] = _Analyst(work, self.store)(job)
             return
         if not self.pid:
             self._fork(job, work, spool)
@@ -661,7 +674,13 @@ class _Analyses:
             return False
         *lines, self.unread = (self.unread + chunk).split(b"\n")
         self.finished.extend(int(x) for x in lines)
+        self.received += len(lines)
         return True
+
+    def _behind(self) -> bool:
+        """Is the worker still on a job it was given?"""
+        self._notices(wait=False)
+        return self.received < len(self.sent)
 
     def join(self, sha: str) -> Version:
         if sha not in self.done and sha not in self.sent:
@@ -832,7 +851,8 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
                          store=lambda v: vcache.put(vcache.key(trees[v.sha], scope), v))
     memo: Memo = {}  # fact cache entries, decoded once for all the versions
 
-    def version(sha: str, tree: str, previous: dict[str, bytes | None] | None = None) -> None:
+    def version(sha: str, tree: str, previous: dict[str, bytes | None] | None = None,
+                last: bool = False) -> None:
         """Extract a version's facts now; its analysis may finish later."""
         if cached.get(sha) is not None:
             return
@@ -841,7 +861,7 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
         job = _Job(sha, result.facts.tus, result.plan.mode, list(result.problems),
                    result.parsed, _snapshot(tree, result.facts))
         analyses.start(job, functools.partial(_analysed, tree=tree, model=model, preview=preview),
-                       _spool_of(tree))
+                       _spool_of(tree), last)
 
     def analysed(sha: str) -> Version:
         got = cached.get(sha)
@@ -863,7 +883,7 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
             previous = previous_of(repo, tree, prev, _materialise(repo, tree, prev, c.sha)
                                    ) if tree else {}
             prev = c.sha
-            version(c.sha, tree, previous)
+            version(c.sha, tree, previous, last=c is commits[-1])
         before = analysed(base)
         first = before
         problems += before.problems

@@ -208,6 +208,30 @@ def test_analyses_in_children_give_the_serial_report(
     assert scan_document(serial) == scan_document(piped) == report["doc"]
 
 
+def test_the_last_version_analysed_beside_a_busy_worker(
+    series: tuple[str, list[str]], report: dict[str, object], tmp_path: object,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing left to parse and the worker still on an earlier version,
+    the scan analyses the last version itself, from scratch: the same report."""
+    import reviewer.scan as scan_mod
+
+    here: list[str] = []
+    real = scan_mod._Analyst.__call__
+
+    def spy(self: object, job: object) -> object:
+        here.append(getattr(job, "sha", ""))
+        return real(self, job)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scan_mod._Analyses, "_behind", lambda self: True)
+    monkeypatch.setattr(scan_mod._Analyst, "__call__", spy)
+    path, shas = series
+    got = scan(path, f"{shas[0]}..{shas[-1]}", paths=["migration", "hw"], jobs=2,
+               cache_dir=os.path.join(str(tmp_path), "c"), model=load_model(), progress=False)
+    assert here == [shas[-1]]  # in this process; the worker's calls are in another
+    assert scan_document(got) == report["doc"]
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_reused_flows_give_a_fresh_analysis(
     series: tuple[str, list[str]], tmp_path: object, monkeypatch: pytest.MonkeyPatch, jobs: int
