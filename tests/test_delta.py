@@ -294,11 +294,24 @@ def _write(path: str, text: str) -> None:
         fh.write(text)
 
 
-def test_splice_needs_the_same_meaning_for_the_new_code(tmp_path: object) -> None:
+def test_splice_needs_the_same_meaning_for_the_new_code(tmp_path: object,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Two TUs whose old facts of the header agree, but where the header's
     new code means something else: one TU defines, in a header only it
-    includes, a macro the new inline function uses. It is parsed, and what
-    the cache keeps is what a parse gives."""
+    includes, a macro the new inline function uses. It is parsed, in the
+    same round as the representative, and what the cache keeps is what a
+    parse gives."""
+    import reviewer.extract.runner as runner
+
+    rounds: list[int] = []
+    real = runner._map
+
+    def spy(jobs, *a, **kw):  # type: ignore[no-untyped-def]
+        if jobs:
+            rounds.append(len(jobs))
+        return real(jobs, *a, **kw)
+
+    monkeypatch.setattr(runner, "_map", spy)
     d = os.path.join(str(tmp_path), "t")
     cache = os.path.join(str(tmp_path), "cache")
     _tree(d)
@@ -306,8 +319,10 @@ def test_splice_needs_the_same_meaning_for_the_new_code(tmp_path: object) -> Non
     _write(os.path.join(d, "hw", "user.c"), '#include "../cfg/user_cfg.h"\n' + USER)
     assert _facts(d, cache).parsed == 3
     proto = "void dev_reset(DevState *s);"
+    rounds.clear()
     got = _facts(d, cache, _change(d, proto, proto + "\nvoid dev_helper(void);\n"
                                    "static inline void dev_poke(void)\n{\n    dev_helper();\n}"))
+    assert rounds == [got.parsed]  # one round of parses
     fresh = _fresh(d, tmp_path)
     assert got.facts.tus == fresh
     assert got.parsed >= 2  # user.c, whatever the representative

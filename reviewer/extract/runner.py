@@ -334,7 +334,12 @@ def run(
         cls = splice_class(sp)
         groups.setdefault((p,) if cls is None else (*cls, plan.digest(p)), []).append(p)
     reps = {cls: min(members, key=_size) for cls, members in groups.items()}
-    todo += [(p, splices[p][0]) for p in inputs.tus if p in reps.values()]
+    # A TU where the change's names may mean something else than in its
+    # representative is parsed in the same round as the representatives, not
+    # after them: whether they mean the same needs no parse.
+    alone = {p for cls, members in groups.items() for p in members if p != reps[cls] and (
+        carrier is None or not carrier.same_meaning(splices[p][1], splices[reps[cls]][1]))}
+    todo += [(p, splices[p][0]) for p in inputs.tus if p in reps.values() or p in alone]
     executor = executor or Executor()
     precompiled: dict[str, Pch] = {}  # TUs given a PCH (a failing one falls back)
     with contextlib.ExitStack() as stack:  # holds a PCH directory made for this run only
@@ -377,12 +382,11 @@ def run(
             rep = reps[cls]
             change = header_facts(splices[rep][1], results[rep])
             for p in members:
-                if p == rep:
+                if p == rep or p in alone:
                     continue
                 key, sp, includes = splices[p]
                 new = None
-                if change is not None and carrier is not None and carrier.same_meaning(
-                        sp, splices[rep][1]):
+                if change is not None:
                     new = splice_headers(sp, change)
                 if new is None:
                     again.append((p, key))
