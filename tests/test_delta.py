@@ -507,3 +507,34 @@ def test_macro_renaming_a_prototype_of_the_changed_header(tmp_path: object) -> N
                                    "#define dev_load dev_load_v2\nvoid dev_reset(DevState *s);"))
     assert got.carried == 0
     assert got.facts.tus == _fresh(d, tmp_path)
+
+
+def test_names_in_string_literals_are_no_uses(tmp_path: object) -> None:
+    """A TU whose error message spells the name a change declares still
+    keeps its facts: no declaration or macro reaches into a literal."""
+    from reviewer.extract.delta import identifiers
+
+    assert identifiers('e = "inflate init failed"; /* open */ c = \'x\'; int y;') == {
+        "e", "c", "int", "y"}
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    os.makedirs(os.path.join(d, "include"))
+    shutil.move(os.path.join(d, "hw", "dev.h"), os.path.join(d, "include", "dev.h"))
+    shutil.move(os.path.join(d, "hw", "qemu-stubs.h"), os.path.join(d, "include"))
+    with open(os.path.join(d, "hw", "user.c"), "a") as fh:
+        fh.write('const char *user_why = "dev_stop failed";\n')
+
+    def facts(previous=None, use_cache=True):  # type: ignore[no-untyped-def]
+        return run(["hw/user.c", "hw/other.c", "hw/locked.c"], root=d, cache_dir=cache,
+                   use_cache=use_cache, jobs=1, progress=False, previous=previous)
+
+    assert facts().parsed == 3
+    path = os.path.join(d, "include", "dev.h")
+    with open(path, "rb") as fh:
+        before = fh.read()
+    _write(path, before.decode().replace("void dev_reset(DevState *s);",
+                                         "void dev_reset(DevState *s);\nvoid dev_stop(void);"))
+    got = facts({path: before})
+    assert (got.parsed, got.carried) == (0, 3)
+    assert got.facts.tus == facts(use_cache=False).facts.tus

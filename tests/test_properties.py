@@ -15,7 +15,9 @@ from reviewer.findings import Finding, Related
 from reviewer.mail.series import parse_message, read_mbox
 from reviewer.textsafe import inert
 
-FAST = settings(max_examples=60, deadline=None,
+# derandomize: the same examples on every run, so that CI cannot turn red on a
+# search's luck; new examples come from running with --hypothesis-seed.
+FAST = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # Text as it comes out of patches: any code point (lone surrogates too, from
@@ -36,13 +38,18 @@ def test_parse_message_never_raises_on_bytes(raw: bytes) -> None:
 
 @FAST
 @example(subject="", name=":;\x80", body="", diff=True)  # found by hypothesis: a non-UTF-8 name
+@example(subject="", name="", body="\ud800", diff=False)  # a surrogate no byte escapes
 @given(hostile, hostile, hostile, st.booleans())
 def test_parse_message_on_patch_shaped_mail(subject: str, name: str, body: str,
                                             diff: bool) -> None:
     raw = (f"From: {name} <a@b>\nSubject: [PATCH 1/2] {subject}\nMessage-ID: <{name}@x>\n"
            f"References: {subject}\n\n{body}\n"
            + ("---\ndiff --git a/f.c b/f.c\n+++ b/f.c\n@@ -1 +1 @@\n+x\n" if diff else ""))
-    p = parse_message(raw.encode("utf-8", "surrogateescape"))
+    try:
+        data = raw.encode("utf-8", "surrogateescape")  # \udce9 back to the byte 0xe9
+    except UnicodeEncodeError:
+        data = raw.encode("utf-8", "surrogatepass")  # \ud800: bytes no UTF-8 decoder takes
+    p = parse_message(data)
     if p is not None:
         assert p.n == 1 and "\n" not in p.subject
 

@@ -11,10 +11,17 @@ names is among the identifiers it can see: its main file's, and those reached
 from them through the bodies of macros (a TU that uses WITH_BQL_HELD sees what
 the macro expands to).
 
+An #include the change adds counts for what the header it opens brings: every
+name that header declares in any #if branch, and those of the headers it
+includes in turn, less the headers the TU had already (their guards make them
+no-ops). Headers are looked up as the compiler would, in the TU's include
+directories; the ones a TU gains become inputs of its cache entry.
+
 Anything this module cannot attribute to names (a changed #if, a removed
-#include, an item with no name) answers None: parse again. Line numbers of the
-facts located in a changed header are mapped from its old lines to its new
-ones (line_map).
+#include, a header not found, an item with no name) answers None: parse again.
+So does a name some #if of the TU's headers tests. Line numbers of the facts
+located in a changed header are mapped from its old lines to its new ones
+(line_map).
 """
 
 from __future__ import annotations
@@ -353,7 +360,10 @@ def file_declarations(text: str) -> tuple[frozenset[str], frozenset[str], tuple[
 
 
 def identifiers(text: str) -> set[str]:
-    return set(_ID.findall(strip_comments(text)))
+    """The identifiers a file's code names: not those in comments, nor the
+    words of its string and character literals ("inflate init failed" names
+    no `init`: no macro or declaration can reach into a literal)."""
+    return set(_ID.findall(_COMMENT.sub(" ", text)))
 
 
 @functools.lru_cache(maxsize=4096)
