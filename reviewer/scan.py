@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from reviewer.errors import UserError
-from reviewer.extract.cache import Memo, default_cache_dir, write_atomic
+from reviewer.extract.cache import ContentHashes, Memo, default_cache_dir, write_atomic
 from reviewer.extract.facts import FactSet, TUFacts
 from reviewer.findings import Finding, Related
 from reviewer.model import ApiModel
@@ -353,7 +353,7 @@ def _spool_of(tree: str) -> str:
 def _extract(tree: str, paths: list[str], build_dir: str | None, source_root: str | None,
              cache_dir: str, jobs: int | None, progress: bool | None,
              resource_dir: str | None, previous: dict[str, bytes | None] | None,
-             memo: Memo) -> RunResult:
+             memo: Memo, hashes: ContentHashes) -> RunResult:
     from reviewer.extract.flags import plan_flags
     from reviewer.extract.runner import run
 
@@ -365,7 +365,7 @@ def _extract(tree: str, paths: list[str], build_dir: str | None, source_root: st
         # their facts, as for the tree's own headers.
         previous = {**plan.replaced, **previous}
     return run(present, root=tree, plan=plan, cache_dir=cache_dir, jobs=jobs,
-               progress=progress, previous=previous, memo=memo)
+               progress=progress, previous=previous, memo=memo, hashes=hashes)
 
 
 class _Snapshot(dict[str, bytes | None]):
@@ -850,6 +850,8 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
     analyses = _Analyses(in_worker=workers > 1,
                          store=lambda v: vcache.put(vcache.key(trees[v.sha], scope), v))
     memo: Memo = {}  # fact cache entries, decoded once for all the versions
+    # Files hashed once for all the versions: each run is told what changed.
+    hashes = ContentHashes()
 
     def version(sha: str, tree: str, previous: dict[str, bytes | None] | None = None,
                 last: bool = False) -> None:
@@ -857,7 +859,7 @@ def scan(repo_path: str, rng: str | None, *, build_dir: str | None = None,
         if cached.get(sha) is not None:
             return
         result = _extract(tree, scope, build_dir, source_root, cache, jobs, progress,
-                          resource_dir, previous, memo)
+                          resource_dir, previous, memo, hashes)
         job = _Job(sha, result.facts.tus, result.plan.mode, list(result.problems),
                    result.parsed, _snapshot(tree, result.facts))
         analyses.start(job, functools.partial(_analysed, tree=tree, model=model, preview=preview),

@@ -26,7 +26,7 @@ import os
 import pickle
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from reviewer.extract import facts as facts_module
 from reviewer.extract.facts import EXTRACTOR_VERSION, SCHEMA_VERSION, TUFacts
@@ -64,7 +64,8 @@ def default_cache_dir() -> str:
 
 
 class ContentHashes:
-    """Content hashes of files (or of given contents), memoised for one run.
+    """Content hashes of files (or of given contents), memoised for one run,
+    or for the runs of one scan, which says what changed between them.
 
     A run asks for the same ~700 headers once per TU that includes them (18,000
     questions over migration/); each path is read and hashed at most once per
@@ -74,6 +75,12 @@ class ContentHashes:
     def __init__(self, overrides: dict[str, bytes] | None = None) -> None:
         self._memo: dict[str, str] = {}
         self._overrides = overrides or {}
+
+    def forget(self, paths: Iterable[str]) -> None:
+        """These files changed since they were hashed (a scan moved its
+        scratch tree to the next version)."""
+        for p in paths:
+            self._memo.pop(p, None)
 
     def __call__(self, path: str) -> str:
         h = self._memo.get(path)

@@ -275,6 +275,7 @@ def run(
     executor: Executor | None = None,
     previous: dict[str, bytes | None] | None = None,
     memo: Memo | None = None,
+    hashes: ContentHashes | None = None,
 ) -> RunResult:
     """Facts of the TUs under `paths`, from the cache or from libclang.
 
@@ -283,7 +284,9 @@ def run(
     scan knows it; a TU whose only change is in headers that cannot alter its
     facts (reviewer.extract.delta) keeps them instead of being parsed again.
 
-    memo: cache entries already in memory, shared by the runs of one scan."""
+    memo: cache entries already in memory, shared by the runs of one scan.
+    hashes: the files' content hashes, shared by the runs of one scan (without
+    unsaved files); those of the files in `previous` are taken again."""
     root = os.path.normpath(os.path.abspath(root))
     if not os.path.isdir(root):
         raise UserError(f"{root}: not a directory; give the top of a QEMU tree with --root")
@@ -293,7 +296,9 @@ def run(
     if plan is None:
         plan = plan_flags(root, build_dir, resource_dir, cache_dir)
     cache = FactCache(cache_dir, enabled=use_cache, memo=memo)
-    hashes = ContentHashes(unsaved)
+    if hashes is None or unsaved:
+        hashes = ContentHashes(unsaved)
+    hashes.forget(previous or ())
     problems = list(inputs.problems) + plan.notes
     results: dict[str, TUFacts] = {}
     todo: list[tuple[str, str]] = []  # (path, cache key)
@@ -356,7 +361,7 @@ def run(
                                           else stack.enter_context(tempfile.TemporaryDirectory(
                                               prefix="reviewer-pch-"))))
                 pchs = _prefixes([p for p, _ in items], plan, root, inputs.scope, unsaved,
-                                 store[0], jobs)
+                                 store[0], jobs, None if unsaved else hashes)
                 precompiled.update(pchs)
             jobs_list: list[Job] = [
                 (p, plan.args_for(p), root, mode_of[p], inputs.scope, dict(unsaved or {}),
@@ -421,8 +426,8 @@ def _size(path: str) -> int:
 
 
 def _prefixes(paths: list[str], plan: FlagPlan, root: str, scope: tuple[str, ...],
-              unsaved: dict[str, bytes] | None, store: PchStore, jobs: int | None
-              ) -> dict[str, Pch]:
+              unsaved: dict[str, bytes] | None, store: PchStore, jobs: int | None,
+              disk: ContentHashes | None = None) -> dict[str, Pch]:
     """The precompiled prefix each TU to parse can use (reviewer.extract.pch):
     TUs that begin with the prefix's #include are grouped by their flags; a
     group uses the stored PCH for its flags if it still fits, and one is built
@@ -446,7 +451,7 @@ def _prefixes(paths: list[str], plan: FlagPlan, root: str, scope: tuple[str, ...
         return {}
     # A PCH is built from the files on disk, so it is checked against their
     # hashes, not the run's unsaved versions of them.
-    disk = ContentHashes()
+    disk = disk or ContentHashes()
     found: dict[tuple[str, ...], Pch] = {}
     build: list[tuple[tuple[str, ...], str, str]] = []  # (args, key, where to)
     try:
