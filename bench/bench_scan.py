@@ -3,7 +3,7 @@
 over the tip's migration TUs (same flags, same jobs), in one run; and
 `reviewer check` on a one-file staged change in a warm tree.
 
-    python bench/bench_scan.py QEMU_CHECKOUT RANGE [--build-dir DIR] [--jobs N]
+    python bench/bench_scan.py QEMU_CHECKOUT RANGE [--build-dir DIR] [--jobs N] [--repeat N]
 
 QEMU_CHECKOUT must have the range's tip checked out (its files are the clang
 baseline). The check measurement stages a comment added to the first .c file
@@ -32,6 +32,9 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--clang", default="clang-19")
     ap.add_argument("--check", action="store_true", help="also time reviewer check")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="interleaved rounds of clang and a cold scan: each round's ratio "
+                         "and the median (the machine's load moves both)")
     args = ap.parse_args()
     root = os.path.abspath(args.qemu)
     cache = tempfile.mkdtemp(prefix="reviewer-bench-scan-")
@@ -40,9 +43,22 @@ def main() -> int:
     if args.build_dir:
         cmd += ["--build-dir", args.build_dir]
     try:
-        clang_t, _ = clang_syntax(args.clang, root, args.build_dir, args.jobs, ["migration"])
-        cold_t, _, cold_mem = timed(cmd)
-        cold_pss = bench_facts.LAST_PSS
+        rounds: list[tuple[float, float]] = []
+        for i in range(max(1, args.repeat)):
+            if i:
+                shutil.rmtree(cache, ignore_errors=True)  # cold again
+            clang_t, _ = clang_syntax(args.clang, root, args.build_dir, args.jobs,
+                                      ["migration"])
+            cold_t, _, cold_mem = timed(cmd)
+            cold_pss = bench_facts.LAST_PSS
+            rounds.append((clang_t, cold_t))
+            if args.repeat > 1:
+                print(f"round {i + 1}: clang {clang_t:5.2f} s, cold scan {cold_t:5.2f} s, "
+                      f"{cold_t / clang_t:4.2f}x", flush=True)
+        if args.repeat > 1:
+            ratios = sorted(c / k for k, c in rounds)
+            print(f"median of {len(ratios)} rounds: {ratios[len(ratios) // 2]:4.2f}x "
+                  f"(range {ratios[0]:4.2f}x-{ratios[-1]:4.2f}x)")
         warm_t, _, warm_mem = timed(cmd)
         rescan_t, _, rescan_mem = timed([*cmd, "--no-cache"])
         print(f"clang -fsyntax-only, migration/ at the tip : {clang_t:6.2f} s")
