@@ -293,10 +293,15 @@ def previous_of(repo: Repository, tree: str, prev: str, changes: list[Change]
                 ) -> dict[str, bytes | None]:
     """What each changed file was at `prev` (None: it did not exist), keyed by
     its path in the tree: a TU whose cached facts came from that version may
-    keep them (reviewer.extract.delta)."""
-    return {os.path.join(tree, ch.path): None if ch.status == "A" else (
-                repo.blob(prev, ch.old_path or ch.path))
-            for ch in changes if _inside(tree, ch.path)}
+    keep them (reviewer.extract.delta). A file renamed away is a change too:
+    it is gone."""
+    out = {os.path.join(tree, ch.path): None if ch.status == "A" else (
+               repo.blob(prev, ch.old_path or ch.path))
+           for ch in changes if _inside(tree, ch.path)}
+    for ch in changes:
+        if ch.status == "R" and ch.old_path and _inside(tree, ch.old_path):
+            out.setdefault(os.path.join(tree, ch.old_path), repo.blob(prev, ch.old_path))
+    return out
 
 
 def _inside(tree: str, rel: str) -> bool:

@@ -478,3 +478,39 @@ def test_scratch_trees_leave_out_unused_directories() -> None:
     assert unused_dirs(["migration", "include/migration"]) == UNUSED_DIRS
     kept = unused_dirs(["migration", "tests/unit/test-vmstate.c", "docs"])
     assert "tests" not in kept and "docs" not in kept and "pc-bios" in kept
+
+
+def test_a_header_renamed_away_is_not_read_from_memory(tmp_path: object,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scan keeps the files' hashes from one version to the next: a header
+    renamed away in a step is forgotten, so the TU that included it finds the
+    next header of that name instead (tests/test_delta.py's review series)."""
+    import reviewer.scan
+    from reviewer.extract.runner import run
+
+    d = os.path.join(str(tmp_path), "repo")
+    os.makedirs(os.path.join(d, "hw"))
+    for rel, text in (("hw/x.h", "int coroutine_fn xval(void);\n"),
+                      ("x.h", "int xval(void);\n"),  # next in line: -iquote <root>
+                      ("hw/user.c", '#include "x.h"\nint user(void)\n{\n    return xval();\n}\n')):
+        with open(os.path.join(d, rel), "w") as fh:
+            fh.write(text)
+    git(d, "init", "-q")
+    git(d, "add", "-A")
+    git(d, "commit", "-qm", "base")
+    base = git(d, "rev-parse", "HEAD").strip()
+    git(d, "mv", "hw/x.h", "hw/z.h")
+    git(d, "commit", "-qm", "rename")
+    seen: list[object] = []
+    real = reviewer.scan._extract
+
+    def spy(*a: object, **kw: object) -> object:
+        seen.append(real(*a, **kw))  # type: ignore[arg-type]
+        return seen[-1]
+
+    monkeypatch.setattr(reviewer.scan, "_extract", spy)
+    scan(d, f"{base}..HEAD", paths=["hw"], jobs=1, cache_dir=os.path.join(str(tmp_path), "c"),
+         model=load_model(), progress=False)
+    fresh = run(["hw"], root=d, cache_dir=os.path.join(str(tmp_path), "f"), jobs=1,
+                progress=False, use_cache=False)
+    assert seen[-1].facts.tus == fresh.facts.tus  # type: ignore[attr-defined]
