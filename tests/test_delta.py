@@ -538,3 +538,67 @@ def test_names_in_string_literals_are_no_uses(tmp_path: object) -> None:
     got = facts({path: before})
     assert (got.parsed, got.carried) == (0, 3)
     assert got.facts.tus == facts(use_cache=False).facts.tus
+
+
+# Found by a review of the carry-over (2026-11-26, sixth session): each of
+# these kept facts a fresh parse does not give.
+
+_CALLS_COND = '#include "../inc/cond.h"\nint user_cond(void)\n{\n    return cond_fn();\n}\n'
+
+
+def _step(tmp_path: object, files: list[tuple[str, str]], rel: str, old: str, new: str) -> None:
+    """A tree with `files` added, cached; then `rel` changes `old` to `new`:
+    every TU equals a fresh parse."""
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    for name, text in files:
+        _write(os.path.join(d, name), text)
+    assert _facts(d, cache).parsed == 3
+    path = os.path.join(d, rel)
+    with open(path, "rb") as fh:
+        before = fh.read()
+    assert old in before.decode()
+    _write(path, before.decode().replace(old, new))
+    got = _facts(d, cache, {path: before})
+    assert got.facts.tus == _fresh(d, tmp_path)
+
+
+def test_macro_used_in_a_callees_prototype(tmp_path: object) -> None:
+    """cond_fn() is declared with a macro the change makes coroutine_fn."""
+    _step(tmp_path, [("inc/attr.h", "#ifndef ATTR_H\n#define ATTR_H\n#define COND_ATTR\n#endif\n"),
+                     ("inc/cond.h", '#include "attr.h"\nint COND_ATTR cond_fn(void);\n'),
+                     ("hw/user.c", USER + _CALLS_COND)],
+          "inc/attr.h", "#define COND_ATTR\n", "#define COND_ATTR coroutine_fn\n")
+
+
+def test_macro_tested_through_another_macro(tmp_path: object) -> None:
+    """An #if tests DEV_FEATURES, whose body uses the changed EXTRA_FLAG."""
+    _step(tmp_path, [("inc/flag.h", "#define EXTRA_FLAG 0\n"),
+                     ("inc/feat.h", '#include "flag.h"\n#define DEV_FEATURES (EXTRA_FLAG + 0)\n'),
+                     ("inc/cond.h", '#include "feat.h"\n#if DEV_FEATURES\n'
+                      "int coroutine_fn cond_fn(void);\n#else\nint cond_fn(void);\n#endif\n"),
+                     ("hw/user.c", USER + _CALLS_COND)],
+          "inc/flag.h", "EXTRA_FLAG 0", "EXTRA_FLAG 1")
+
+
+def test_macro_renaming_a_parameter(tmp_path: object) -> None:
+    """dev.h's prototype of dev_load() names a parameter the change turns
+    into another name (parameter names are facts)."""
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    _change(d, "int version);", "int vrs);")
+    assert _facts(d, cache).parsed == 3
+    got = _facts(d, cache, _change(d, "void dev_reset(DevState *s);",
+                                   "#define vrs ver2\nvoid dev_reset(DevState *s);"))
+    assert got.facts.tus == _fresh(d, tmp_path)
+
+
+def test_names_pasted_by_a_macro_invocation(tmp_path: object) -> None:
+    """CORO_DECL(xyz) declares xyz_co again, as a coroutine_fn."""
+    _step(tmp_path, [("inc/co.h", "#define CORO_DECL(n) int coroutine_fn n##_co(void);\n"
+                      "int xyz_co(void);\n"),
+                     ("hw/user.c", '#include "../inc/co.h"\n' + USER
+                      + "int u(void)\n{\n    return xyz_co();\n}\n")],
+          "inc/co.h", "int xyz_co(void);\n", "int xyz_co(void);\nCORO_DECL(xyz)\n")

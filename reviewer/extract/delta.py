@@ -39,6 +39,7 @@ from reviewer.extract.pch import in_scope
 
 _ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'", re.S)
+_STRING = re.compile(r"\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'")
 _DEFINE = re.compile(r"#\s*define\s+([A-Za-z_][A-Za-z0-9_]*)(.*)", re.S)
 _INCLUDE = re.compile(r"#\s*include\s*[<\"]([^>\"]+)[>\"]")
 _INERT = str.maketrans({"{": "\x01", "}": "\x02", "(": "\x03", ")": "\x04", ";": "\x05",
@@ -374,7 +375,7 @@ def macros(text: str) -> dict[str, frozenset[str]]:
     lines: this runs over every header a TU includes."""
     out: dict[str, set[str]] = {}
     conds: list[set[str]] = []  # identifiers of the enclosing #if/#elif lines
-    for m in _DIRECTIVE_LINE.finditer(text):
+    for m in _DIRECTIVE_LINE.finditer(strip_comments(text)):  # comment words are no ids
         kind, rest = m.group(1), m.group(2)
         if kind in ("if", "ifdef", "ifndef"):
             conds.append(set(_ID.findall(rest)))
@@ -386,7 +387,13 @@ def macros(text: str) -> dict[str, frozenset[str]]:
             d = _DEFINE.match("#define" + rest)
             if d:
                 ids = out.setdefault(d.group(1), set())
-                ids.update(_ID.findall(d.group(2)))
+                body = _STRING.sub(" ", d.group(2))  # a literal's words are no ids
+                params: set[str] = set()
+                if body.startswith("(") and ")" in body:  # function-like: its
+                    # parameters are placeholders, not names it uses
+                    params = set(_ID.findall(body[:body.index(")")])) | {"__VA_ARGS__"}
+                    body = body[body.index(")") + 1:]
+                ids.update(set(_ID.findall(body)) - params)
                 for c in conds:
                     ids |= c
     # A keyword #defined (zlib's zconf.h defines `const` for pre-standard
@@ -404,6 +411,27 @@ def conditions(text: str) -> frozenset[str]:
         if m.group(1) in ("if", "ifdef", "ifndef", "elif"):
             ids.update(_ID.findall(m.group(2)))
     return frozenset(ids)
+
+
+_DIRECTIVES = re.compile(r"^[ \t]*#(?:[^\n]*\\\n)*[^\n]*", re.M)
+
+
+@functools.lru_cache(maxsize=4096)
+def code_ids(text: str) -> frozenset[str]:
+    """The identifiers of a file outside its comments, literals and
+    preprocessor directives: the names its declarations and code use."""
+    return frozenset(_ID.findall(_DIRECTIVES.sub("", _COMMENT.sub(" ", text))))
+
+
+def macro_call_args(old: str | None, new: str | None) -> frozenset[str]:
+    """The arguments of the top-level macro invocations that differ between
+    two versions of a header."""
+    a, b = Counter(items(old or "")), Counter(items(new or ""))
+    out: set[str] = set()
+    for it in ((a - b) + (b - a)).elements():
+        if not it.startswith("#") and _MACRO_CALL.match(it):
+            out |= set(_ID.findall(it[it.index("("):])) - _KEYWORDS
+    return frozenset(out)
 
 
 def visible(main_ids: set[str], macro_map: dict[str, frozenset[str]]) -> set[str]:
@@ -451,6 +479,7 @@ class Carrier:
         self._file_memo: dict[str, tuple[frozenset[str], frozenset[str], tuple[str, ...]] | None
                               ] = {}
         self._cond_memo: dict[str, frozenset[str]] = {}
+        self._stem_memo: dict[str, frozenset[str]] = {}
         self._lines: dict[str, dict[int, int]] = {}
         self._fn_change: dict[str, bool] = {}
         self._idmemo: dict[str, frozenset[str]] = {}
@@ -523,16 +552,6 @@ class Carrier:
             by_header[path] = got
         if any(self._in_scope(self._rel(f)) for f in gained):
             return None  # its functions would be facts of this TU: parse it
-        # A macro the change defines or removes, tested by an #if of a header
-        # the TU includes: that header may now declare something else.
-        if names:
-            conds = self._cond_memo
-            for inc in includes:
-                got_c = conds.get(inc)
-                if got_c is None:
-                    got_c = conds[inc] = conditions(self.text(inc) or "")
-                if not got_c.isdisjoint(names):
-                    return None
         main_text = self.text(main)
         if main_text is None:
             return None
@@ -545,6 +564,28 @@ class Carrier:
                 table = self._macros[inc] = macros(self.text(inc) or "")
             for name, ids in table.items():  # a name defined in several headers: all count
                 macro_map[name] = macro_map[name] | ids if name in macro_map else ids
+        if names:
+            # A name the change defines or removes, tested by an #if of a
+            # header the TU includes, directly or through the macros the #if
+            # uses: that header may now declare something else.
+            tested: set[str] = set()
+            for inc in includes:
+                got_c = self._cond_memo.get(inc)
+                if got_c is None:
+                    got_c = self._cond_memo[inc] = conditions(self.text(inc) or "")
+                tested |= got_c
+            if names & visible(tested, macro_map):
+                return None
+            # A macro the change defines or removes, used in a declaration of
+            # a header the TU includes (`int COND_ATTR cond_fn(void);`): what
+            # the TU's calls know of their callees may change.
+            changed_macros: set[str] = set()
+            for path in changed:
+                changed_macros |= self._macro_names(path)
+            changed_macros &= names
+            if changed_macros and any(not self._decl_ids(inc).isdisjoint(changed_macros)
+                                      for inc in includes):
+                return None
         # The functions a header in scope declares and defines are facts of
         # every TU that includes it: where the change touches those, that part
         # of the facts is replaced as a whole (a Splice), and what the header's
@@ -584,9 +625,18 @@ class Carrier:
             # (those of a header in scope are facts of this TU).
             named.add(f.name)
             for p in f.params:
+                named.add(p.name)
                 named.update(_ID.findall(p.type))
         seen = visible(named, macro_map)
         if names & seen:
+            return None
+        # A macro invoked at the top level that the change adds or removes
+        # (CORO_DECL(xyz)) may declare names pasted from its arguments
+        # (xyz_co): any name the TU sees that holds one of them counts.
+        stems: set[str] = set()
+        for path in changed:
+            stems |= self._call_stems(path)
+        if stems and any(stem in x for x in seen for stem in stems):
             return None
         relevant: frozenset[str] = frozenset()
         if spliced:
@@ -669,6 +719,19 @@ class Carrier:
             if c in self.unsaved or os.path.isfile(c):
                 return c
         return None  # maybe in the compiler's own directories: unknown here
+
+    def _macro_names(self, path: str) -> frozenset[str]:
+        """The macros a changed header defines in its old or new version."""
+        return frozenset(macros(self._old(path) or "")) | frozenset(macros(self.text(path) or ""))
+
+    def _decl_ids(self, path: str) -> frozenset[str]:
+        return code_ids(self.text(path) or "")
+
+    def _call_stems(self, path: str) -> frozenset[str]:
+        got = self._stem_memo.get(path)
+        if got is None:
+            got = self._stem_memo[path] = macro_call_args(self._old(path), self.text(path))
+        return got
 
     def _file_decls(self, path: str
                     ) -> tuple[frozenset[str], frozenset[str], tuple[str, ...]] | None:
