@@ -385,27 +385,16 @@ def test_splice_follows_the_conditions_a_macro_is_defined_under(tmp_path: object
                                 for c in tu.calls}
 
 
-def test_file_declarations() -> None:
-    """What a header newly included brings: every name of its scope in any
-    #if branch (enumerators, not struct members); None when some item cannot
-    be read as names."""
-    from reviewer.extract.delta import file_declarations
+def test_guards_and_enumerators() -> None:
+    """What makes a header a no-op when included again; the enumerators of
+    an enum a change adds are names too."""
+    from reviewer.extract.delta import guarded
 
-    text = ('#ifndef EXTRA_H\n#define EXTRA_H\n#include "other.h"\n#include <glib.h>\n'
-            "#ifdef CONFIG_X\nvoid extra_x(void);\n#else\nvoid extra_y(void);\n#endif\n"
-            "typedef struct Extra { void (*init)(void); int level; } Extra;\n"
-            "enum { EXTRA_A, EXTRA_B = 4 };\n"
-            "static inline int extra_n(void) { return EXTRA_B; }\n"
-            "#pragma GCC poison gets\n#endif\n")
-    got = file_declarations(text)
-    assert got is not None
-    names, defined, incs = got
-    assert names == {"EXTRA_H", "extra_x", "extra_y", "Extra", "EXTRA_A", "EXTRA_B", "extra_n"}
-    assert defined == {"EXTRA_H"}
-    assert incs == ('#include "other.h"', "#include <glib.h>")
-    assert file_declarations("#include SOME_MACRO\n") is None
-    assert file_declarations('extern "C" {\nvoid f(void);\n}\n') is None
-    assert file_declarations("#line 3\n") is None
+    assert guarded("/* c */\n#ifndef X_H\n#define X_H\nint x;\n#endif /* X_H */\n")
+    assert guarded("#pragma once\nint x;\n")
+    assert not guarded("#ifndef X_H\n#define Y_H\nint x;\n#endif\n")
+    assert not guarded("#ifndef X_H\n#define X_H\n#endif\nint x;\n")
+    assert not guarded("int x;\n")
     assert changed_names("int x;\n", "int x;\nenum { EA, EB };\n") == {"EA", "EB"}
 
 
@@ -425,11 +414,9 @@ def _added_include_tree(d: str) -> None:
 
 
 def test_added_include_of_a_new_header(tmp_path: object) -> None:
-    """A header adds an #include of a header no TU had (out of scope): TUs
-    that name nothing it declares keep their facts, and from then on the
-    cache checks that header too; one that names something it declares, or
-    whose headers test a macro it defines, is parsed. Each step equals a
-    fresh parse."""
+    """A header adds an #include of a header no TU had (out of scope): the
+    TUs are parsed (a new header can make errors, declare through pasted
+    names, move what the TU had). Each step equals a fresh parse."""
     d = os.path.join(str(tmp_path), "t")
     cache = os.path.join(str(tmp_path), "cache")
     _added_include_tree(d)
@@ -440,11 +427,10 @@ def test_added_include_of_a_new_header(tmp_path: object) -> None:
     assert _facts(d, cache).parsed == 3
     got = _facts(d, cache, _change(d, '#include "qemu-stubs.h"\n',
                                    '#include "qemu-stubs.h"\n#include "../inc/extra.h"\n'))
-    assert (got.parsed, got.carried) == (0, 3)
+    assert (got.parsed, got.carried, got.spliced) == (3, 0, 0)
     assert got.facts.tus == _fresh(d, tmp_path)
     # The new header changes: a macro that renames a prototype of dev.h (a
-    # fact of every TU). Were it not among the entries' inputs now, their
-    # facts would be read back unchanged.
+    # fact of every TU). It is among the entries' inputs now.
     with open(extra, "rb") as fh:
         before = fh.read()
     _write(extra, before.decode().replace("void extra_fn(void);",
@@ -602,3 +588,48 @@ def test_names_pasted_by_a_macro_invocation(tmp_path: object) -> None:
                      ("hw/user.c", '#include "../inc/co.h"\n' + USER
                       + "int u(void)\n{\n    return xyz_co();\n}\n")],
           "inc/co.h", "int xyz_co(void);\n", "int xyz_co(void);\nCORO_DECL(xyz)\n")
+
+
+@pytest.mark.parametrize("extra", [
+    '#ifndef CONFIG_EXTRA\n#error "extra.h needs CONFIG_EXTRA"\n#endif\n',
+    "#pragma GCC poison users\n",
+    "void extra_fn(ExtraType *t);\n",
+    '_Static_assert(sizeof(long) == 2, "long is 2");\n',
+])
+def test_a_new_header_can_make_errors(tmp_path: object, extra: str) -> None:
+    """Errors are facts: a header new to the TUs that does not compile there
+    (an #error, a poisoned name, an undeclared type, a failed assertion)."""
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    _write(os.path.join(d, "inc", "extra.h"), extra)
+    assert _facts(d, cache).parsed == 3
+    got = _facts(d, cache, _change(d, '#include "qemu-stubs.h"\n',
+                                   '#include "qemu-stubs.h"\n#include "../inc/extra.h"\n'))
+    assert got.facts.tus == _fresh(d, tmp_path)
+    assert any(tu.errors for tu in got.facts.tus)
+
+
+@pytest.mark.parametrize("before", [True, False])
+def test_added_include_of_a_header_the_tu_had(tmp_path: object, before: bool) -> None:
+    """dev.h gains an #include of a guarded header user.c includes itself.
+    Entered before dev.h, the guard makes it a no-op: the facts are kept.
+    Entered after, it now comes earlier, ahead of an #ifdef that tests its
+    macro: user.c is parsed."""
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    _write(os.path.join(d, "inc", "extra.h"),
+           "#ifndef EXTRA_H\n#define EXTRA_H\n#define HAVE_A 1\n#endif\n")
+    _change(d, "void dev_reset(DevState *s);",
+            "void dev_reset(DevState *s);\n#ifdef HAVE_A\nvoid dev_a(void);\n#endif")
+    inc = '#include "../inc/extra.h"\n'
+    _write(os.path.join(d, "hw", "user.c"), inc + USER if before else USER + inc)
+    assert _facts(d, cache).parsed == 3
+    got = _facts(d, cache, _change(d, '#include "qemu-stubs.h"\n',
+                                   '#include "qemu-stubs.h"\n' + inc))
+    assert got.facts.tus == _fresh(d, tmp_path)
+    user = next(tu for tu in got.facts.tus if tu.file == "hw/user.c")
+    assert "dev_a" in {f.name for f in user.functions}
+    # other.c and locked.c never had extra.h: parsed either way.
+    assert (got.parsed, got.carried) == ((2, 1) if before else (3, 0))

@@ -113,14 +113,14 @@ def test_changed_prefix_rebuilds_and_cache_follows(tmp_path: object,
     root = _tree(tmp_path)
     cache = os.path.join(str(tmp_path), "c")
     _run(root, cache, monkeypatch)
-    (first,) = glob.glob(os.path.join(cache, "pch-v1", "*.pch"))
+    (first,) = glob.glob(os.path.join(cache, "pch-v2", "*.pch"))
     osdep = os.path.join(root, "include", "qemu", "osdep.h")
     with open(osdep, "w") as fh:
         fh.write(OSDEP.replace("bql_lock_impl(__FILE__, __LINE__)", "bql_lock_impl(__FILE__, 0)"))
     again = _run(root, cache, monkeypatch)
     assert again.parsed == 5  # the facts' entries depend on the prefix's files
     assert again.precompiled == 4
-    (second,) = glob.glob(os.path.join(cache, "pch-v1", "*.pch"))
+    (second,) = glob.glob(os.path.join(cache, "pch-v2", "*.pch"))
     assert second != first  # rebuilt, and the old one removed
     plain = _run(root, os.path.join(str(tmp_path), "c0"), monkeypatch, pch=False)
     assert _facts(again) == _facts(plain)
@@ -131,7 +131,7 @@ def test_damaged_pch_falls_back_to_a_plain_parse(tmp_path: object,
     root = _tree(tmp_path)
     cache = os.path.join(str(tmp_path), "c")
     first = _run(root, cache, monkeypatch)
-    (pch,) = glob.glob(os.path.join(cache, "pch-v1", "*.pch"))
+    (pch,) = glob.glob(os.path.join(cache, "pch-v2", "*.pch"))
     with open(pch, "wb") as fh:
         fh.write(b"not a PCH" * 100)
     _forget_facts(cache)
@@ -184,7 +184,7 @@ def test_an_unwritable_pch_directory_only_costs_time(tmp_path: object,
     root = _tree(tmp_path)
     cache = os.path.join(str(tmp_path), "c")
     os.makedirs(cache)
-    with open(os.path.join(cache, "pch-v1"), "w"):
+    with open(os.path.join(cache, "pch-v2"), "w"):
         pass  # a file where the directory would be
     got = _run(root, cache, monkeypatch)
     assert (got.parsed, got.precompiled) == (5, 0)

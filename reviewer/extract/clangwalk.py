@@ -1231,9 +1231,7 @@ def extract(
     workdir = next(
         (a.split("=", 1)[1] for a in args if a.startswith("-working-directory=")), os.getcwd()
     )
-    includes = sorted(
-        {os.path.normpath(os.path.join(workdir, name)) for name in _included_files(tu)}
-    )
+    includes = _in_order(workdir, _included_files(tu))
     facts = TUFacts(
         file=walker.main,
         mode=mode,
@@ -1267,25 +1265,33 @@ def build_pch(header: str, args: list[str], out: str) -> list[str] | None:
     workdir = next(
         (a.split("=", 1)[1] for a in args if a.startswith("-working-directory=")), os.getcwd()
     )
-    return sorted({os.path.normpath(os.path.join(workdir, name)) for name in _included_files(tu)})
+    return _in_order(workdir, _included_files(tu))
 
 
-def _included_files(tu: ci.TranslationUnit) -> set[str]:
-    """Names of the files the TU included, as libclang spells them.
+def _included_files(tu: ci.TranslationUnit) -> list[str]:
+    """Names of the files the TU included, as libclang spells them, in the
+    order they were first entered (the order of libclang's source manager):
+    whether a header came before another is a fact of the TU too
+    (reviewer.extract.delta asks it of an #include a change adds).
 
-    Like {inc.include.name for inc in tu.get_includes()}, without building a
+    Like [inc.include.name for inc in tu.get_includes()], without building a
     FileInclusion (and locating its #include line) for each of ~700 inclusions.
     """
     if _HELPER is not None:
-        return set(_HELPER.includes(tu))
-    names: set[str] = set()
+        return _HELPER.includes(tu)
+    names: list[str] = []
 
     def visit(f: Any, _stack: Any, depth: int, _data: Any) -> None:
         if depth > 0:  # depth 0 is the main file itself
-            names.add(_file_name_of(ctypes.cast(f, ctypes.c_void_p).value or 0))
+            names.append(_file_name_of(ctypes.cast(f, ctypes.c_void_p).value or 0))
 
     _lib.clang_getInclusions(tu, _InclusionVisitor(visit), None)
     return names
+
+
+def _in_order(workdir: str, names: list[str]) -> list[str]:
+    """Absolute, normalised, each once, in first-inclusion order."""
+    return list(dict.fromkeys(os.path.normpath(os.path.join(workdir, n)) for n in names))
 
 
 def walker_rel(path: str, root: str) -> str:

@@ -11,17 +11,16 @@ names is among the identifiers it can see: its main file's, and those reached
 from them through the bodies of macros (a TU that uses WITH_BQL_HELD sees what
 the macro expands to).
 
-An #include the change adds counts for what the header it opens brings: every
-name that header declares in any #if branch, and those of the headers it
-includes in turn, less the headers the TU had already (their guards make them
-no-ops). Headers are looked up as the compiler would, in the TU's include
-directories; the ones a TU gains become inputs of its cache entry.
+An #include the change adds is no change when it opens (looked up as the
+compiler would, in the TU's include directories) a guarded header the TU had
+entered before the header that now includes it.
 
 Anything this module cannot attribute to names (a changed #if, a removed
-#include, a header not found, an item with no name) answers None: parse again.
-So does a name some #if of the TU's headers tests. Line numbers of the facts
-located in a changed header are mapped from its old lines to its new ones
-(line_map).
+#include, any other added one, an item with no name) answers None: parse
+again. So does a changed name some #if of the TU's headers tests, directly or
+through a macro, and a changed macro a declaration of those headers uses.
+Line numbers of the facts located in a changed header are mapped from its old
+lines to its new ones (line_map).
 """
 
 from __future__ import annotations
@@ -312,52 +311,7 @@ def declares_functions(old: str | None, new: str | None) -> bool:
     return False
 
 
-# Directives that declare nothing themselves: in a header newly included, the
-# declarations in every branch of its #if blocks count (a superset).
-_NO_NAMES = frozenset(("if", "ifdef", "ifndef", "elif", "else", "endif", "pragma", "error",
-                       "warning"))
 _INCLUDE_FORM = re.compile(r"#\s*include\s*([<\"])([^>\"]+)[>\"]")
-
-
-def file_declarations(text: str) -> tuple[frozenset[str], frozenset[str], tuple[str, ...]] | None:
-    """What a whole header brings into a TU that did not include it: (every
-    name it declares or defines in any #if branch, enumerators included; the
-    macros among them; its #include items). None when some item cannot be
-    pinned to names (a computed #include, an extern "C" block, #line)."""
-    names: set[str] = set()
-    defined: set[str] = set()
-    incs: list[str] = []
-    for it in items(text):
-        if it.startswith("#"):
-            kind = re.match(r"#\s*([a-z_]*)", it)
-            k = kind.group(1) if kind else ""
-            if k == "include" and _INCLUDE_FORM.match(it):
-                incs.append(it)
-            elif k == "define" or k == "undef":
-                got = _declared(it)
-                if got is None:
-                    return None
-                names |= got
-                if k == "define":
-                    defined |= got
-            elif k not in _NO_NAMES:
-                return None
-            continue
-        hb = _head_body(it)
-        if hb and re.match(r"(typedef\s+)?enum\b", hb[0]):
-            for member in hb[1]:
-                names |= _member_names(member)
-        elif not hb and "{" in it and not re.search(r"[(=]", it[:it.find("{")]):
-            return None  # a block that is no function, initializer or type
-        # A struct's members are no names of the file's scope: its tag and
-        # typedef name are (_declared would count its function pointers).
-        got = _declared(hb[0] + ";" if hb else it)
-        if got is None:
-            if hb:
-                continue  # an anonymous enum: its enumerators are its names
-            return None
-        names |= got
-    return frozenset(names), frozenset(defined), tuple(incs)
 
 
 def identifiers(text: str) -> set[str]:
@@ -387,7 +341,9 @@ def macros(text: str) -> dict[str, frozenset[str]]:
             d = _DEFINE.match("#define" + rest)
             if d:
                 ids = out.setdefault(d.group(1), set())
-                body = _STRING.sub(" ", d.group(2))  # a literal's words are no ids
+                body = d.group(2)
+                if '"' in body or "'" in body:
+                    body = _STRING.sub(" ", body)  # a literal's words are no ids
                 params: set[str] = set()
                 if body.startswith("(") and ")" in body:  # function-like: its
                     # parameters are placeholders, not names it uses
@@ -421,6 +377,20 @@ def code_ids(text: str) -> frozenset[str]:
     """The identifiers of a file outside its comments, literals and
     preprocessor directives: the names its declarations and code use."""
     return frozenset(_ID.findall(_DIRECTIVES.sub("", _COMMENT.sub(" ", text))))
+
+
+_GUARD = re.compile(r"\s*#[ \t]*ifndef[ \t]+(\w+)[ \t]*\n[ \t]*#[ \t]*define[ \t]+(\w+)\b")
+
+
+@functools.lru_cache(maxsize=4096)
+def guarded(text: str) -> bool:
+    """Does a header skip itself when included again: #pragma once, or the
+    whole file inside #ifndef G / #define G ... #endif?"""
+    t = strip_comments(text)
+    if re.search(r"^[ \t]*#[ \t]*pragma[ \t]+once\b", t, re.M):
+        return True
+    m = _GUARD.match(t)
+    return bool(m and m.group(1) == m.group(2) and re.search(r"#[ \t]*endif\s*$", t))
 
 
 def macro_call_args(old: str | None, new: str | None) -> frozenset[str]:
@@ -475,9 +445,7 @@ class Carrier:
         self.previous = previous
         self._text: dict[str, str | None] = {}
         self._macros: dict[str, dict[str, frozenset[str]]] = {}
-        self._names: dict[tuple[object, ...], tuple[frozenset[str] | None, frozenset[str]]] = {}
-        self._file_memo: dict[str, tuple[frozenset[str], frozenset[str], tuple[str, ...]] | None
-                              ] = {}
+        self._names: dict[tuple[object, ...], frozenset[str] | None] = {}
         self._cond_memo: dict[str, frozenset[str]] = {}
         self._stem_memo: dict[str, frozenset[str]] = {}
         self._lines: dict[str, dict[int, int]] = {}
@@ -518,40 +486,28 @@ class Carrier:
         return in_scope(rel, self.scope)
 
     def carry(self, main: str, facts: TUFacts, includes: dict[str, str], changed: list[str]
-              ) -> tuple[TUFacts | Splice, frozenset[str]] | None:
+              ) -> TUFacts | Splice | None:
         """The TU's facts with the changed headers' new version; a Splice when
         that holds except for the functions of changed headers in scope (their
         new facts come from another TU's parse); None when the change may
-        alter them otherwise (then the TU is parsed again). With either, the
-        headers the TU now includes that it did not (an #include the change
-        adds): the cache must check those too from now on."""
+        alter them otherwise (then the TU is parsed again). `includes`: the
+        files the TU included, in the order it first entered them."""
         names: set[str] = set()
         by_header: dict[str, frozenset[str]] = {}
-        already = frozenset(includes)
+        order = tuple(includes)
+        pos = {p: i for i, p in enumerate(order)}
         dirs = self.search(main) if self.search is not None else None
-        gained: set[str] = set()
         for path in changed:
-            key = (path, already, dirs)
+            key = (path, order, dirs)
             if key not in self._names:
-                reached: set[str] = set()
-
-                def brings(item: str, path: str = path, reached: set[str] = reached
-                           ) -> frozenset[str] | None:
-                    got = self._brings(path, item, already, dirs)
-                    if got is None:
-                        return None
-                    reached |= got[1]
-                    return got[0]
-                self._names[key] = (changed_names(self._old(path), self.text(path), brings),
-                                    frozenset(reached))
-            got, files = self._names[key]
+                def brings(item: str, path: str = path) -> frozenset[str] | None:
+                    return frozenset() if self._no_op(path, item, pos, dirs) else None
+                self._names[key] = changed_names(self._old(path), self.text(path), brings)
+            got = self._names[key]
             if got is None:
                 return None
             names |= got
-            gained |= files
             by_header[path] = got
-        if any(self._in_scope(self._rel(f)) for f in gained):
-            return None  # its functions would be facts of this TU: parse it
         main_text = self.text(main)
         if main_text is None:
             return None
@@ -674,35 +630,21 @@ class Carrier:
         except KeyError:
             return None  # a fact on a line that changed
         if spliced:
-            return Splice(spliced_rel, moved, main, frozenset(includes) | gained, relevant,
-                          frozenset(relevant_macros)), frozenset(gained)
-        return moved, frozenset(gained)
+            return Splice(spliced_rel, moved, main, frozenset(includes), relevant,
+                          frozenset(relevant_macros))
+        return moved
 
-    def _brings(self, includer: str, item: str, already: frozenset[str],
-                dirs: tuple[tuple[str, ...], tuple[str, ...]] | None
-                ) -> tuple[frozenset[str], frozenset[str]] | None:
-        """(the names, the files) an #include item added to `includer` brings
-        into a TU that includes `already`: those of the header it resolves to
-        and of what that includes in turn, each header the TU had already
-        left out (its guard makes it a no-op). None when a header is not
-        found where the TU's flags look, or cannot be read as names."""
-        names: set[str] = set()
-        files: set[str] = set()
-        todo = [(includer, item)]
-        while todo:
-            src, it = todo.pop()
-            found = self._resolve(src, it, dirs)
-            if found is None:
-                return None
-            if found in already or found in files:
-                continue
-            decls = self._file_decls(found)
-            if decls is None:
-                return None
-            files.add(found)
-            names |= decls[0]
-            todo += [(found, inc) for inc in decls[2]]
-        return frozenset(names), frozenset(files)
+    def _no_op(self, includer: str, item: str, pos: dict[str, int],
+               dirs: tuple[tuple[str, ...], tuple[str, ...]] | None) -> bool:
+        """Is an #include added to `includer` a no-op in a TU that first
+        entered its files in the order `pos` gives? It is when it opens a
+        header with an include guard that the TU entered before `includer`:
+        the guard skips it. One the TU entered later would now come earlier,
+        ahead of what it may test or redefine; one the TU never had brings
+        new declarations (neither is told apart here: the TU is parsed)."""
+        found = self._resolve(includer, item, dirs)
+        return (found is not None and found in pos and includer in pos
+                and pos[found] < pos[includer] and guarded(self.text(found) or ""))
 
     def _resolve(self, src: str, item: str,
                  dirs: tuple[tuple[str, ...], tuple[str, ...]] | None) -> str | None:
@@ -732,13 +674,6 @@ class Carrier:
         if got is None:
             got = self._stem_memo[path] = macro_call_args(self._old(path), self.text(path))
         return got
-
-    def _file_decls(self, path: str
-                    ) -> tuple[frozenset[str], frozenset[str], tuple[str, ...]] | None:
-        if path not in self._file_memo:
-            text = self.text(path)
-            self._file_memo[path] = None if text is None else file_declarations(text)
-        return self._file_memo[path]
 
     def _declared_in(self, path: str) -> tuple[frozenset[str], frozenset[str]]:
         """(the macros a whole file defines, the functions and variables it

@@ -19,7 +19,7 @@ SCHEMA_VERSION = 1
 # Bump when reviewer.extract.clangwalk records something different for the same
 # source, so cached facts are rebuilt. Kept here rather than in clangwalk so that
 # checking the cache does not load libclang (a fully cached run never needs it).
-EXTRACTOR_VERSION = "5"
+EXTRACTOR_VERSION = "6"  # 6: includes in first-inclusion order
 
 
 @dataclass(frozen=True)

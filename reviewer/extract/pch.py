@@ -39,7 +39,7 @@ PREFIX = "qemu/osdep.h"
 # is used for any number.
 MIN_GROUP = 3
 PCH_ARGS = ("-Xclang", "-fno-validate-pch")
-_LAYOUT = "pch-v1"
+_LAYOUT = "pch-v2"  # v2: inputs in inclusion order
 
 _SPACE = re.compile(rb"(?:\s+|/\*.*?\*/|//[^\n]*\n)*", re.S)
 _INCLUDE = re.compile(rb'#[ \t]*include[ \t]*"' + re.escape(PREFIX.encode()) + rb'"[ \t\r]*'

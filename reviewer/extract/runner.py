@@ -318,15 +318,13 @@ def run(
             near = cache.get_near(key, hashes, before)
             if near is not None:
                 got = carrier.carry(path, *near)
-                if got is not None:
-                    kept, gained = got
-                    deps = [*near[1], *sorted(gained)]
-                    if isinstance(kept, Splice):
-                        splices[path] = (key, kept, deps)
-                        continue
-                    hit = kept
+                if isinstance(got, Splice):
+                    splices[path] = (key, got, list(near[1]))
+                    continue
+                hit = got
+                if hit is not None:
                     carried += 1
-                    cache.put(key, hit, {inc: hashes(inc) for inc in deps})
+                    cache.put(key, hit, {inc: hashes(inc) for inc in near[1]})
         if hit is not None:
             results[path] = hit
         else:
@@ -378,7 +376,8 @@ def run(
                 if not facts.failed:
                     # A TU parsed with a PCH depends on the files in it too
                     # (libclang does not list them among the TU's inclusions).
-                    deps = [path, *includes, *(pchs[path].inputs if path in pchs else ())]
+                    # In inclusion order: the PCH's files come first.
+                    deps = [path, *(pchs[path].inputs if path in pchs else ()), *includes]
                     cache.put(key, facts, {inc: hashes(inc) for inc in deps})
 
         parse(todo)
