@@ -633,3 +633,18 @@ def test_added_include_of_a_header_the_tu_had(tmp_path: object, before: bool) ->
     assert "dev_a" in {f.name for f in user.functions}
     # other.c and locked.c never had extra.h: parsed either way.
     assert (got.parsed, got.carried) == ((2, 1) if before else (3, 0))
+
+
+def test_added_include_of_an_unguarded_header_the_tu_had(tmp_path: object) -> None:
+    """Entered before, but with no guard: included again, it is no no-op."""
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    _write(os.path.join(d, "inc", "extra.h"), "struct Extra { int a; };\n")
+    inc = '#include "../inc/extra.h"\n'
+    _write(os.path.join(d, "hw", "user.c"), inc + USER)
+    assert _facts(d, cache).parsed == 3
+    got = _facts(d, cache, _change(d, '#include "qemu-stubs.h"\n',
+                                   '#include "qemu-stubs.h"\n' + inc))
+    assert got.carried == 0
+    assert got.facts.tus == _fresh(d, tmp_path)
