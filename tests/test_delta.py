@@ -648,3 +648,60 @@ def test_added_include_of_an_unguarded_header_the_tu_had(tmp_path: object) -> No
                                    '#include "qemu-stubs.h"\n' + inc))
     assert got.carried == 0
     assert got.facts.tus == _fresh(d, tmp_path)
+
+
+# Found by a second review (sixth session).
+
+def test_size_assertion_on_a_struct_that_grows(tmp_path: object) -> None:
+    """A struct gains a member: an assertion on its size now fails, and
+    errors are facts."""
+    _step(tmp_path, [("inc/s.h", "struct S { int a; };\n"),
+                     ("hw/user.c", '#include "../inc/s.h"\n'
+                      '_Static_assert(sizeof(struct S) == 4, "S");\n' + USER)],
+          "inc/s.h", "int a;", "int a; int s_extra;")
+
+
+def test_prototype_that_conflicts_with_another_header(tmp_path: object) -> None:
+    _step(tmp_path, [("inc/a.h", "void foo(int x);\n"), ("inc/b.h", "int bar;\n"),
+                     ("hw/user.c", '#include "../inc/a.h"\n#include "../inc/b.h"\n' + USER)],
+          "inc/b.h", "int bar;\n", "int bar;\nvoid foo(long x);\n")
+
+
+def test_typedef_behind_a_member_changes_a_field_callee(tmp_path: object) -> None:
+    _step(tmp_path, [("inc/y.h", "struct A { void (*cb)(void); };\n"
+                      "struct B { void (*cb)(void); };\ntypedef struct A Foo;\n"),
+                     ("inc/x.h", '#include "y.h"\ntypedef struct State { Foo *dev; } State;\n'),
+                     ("hw/user.c", '#include "../inc/x.h"\n' + USER
+                      + "void go(State *s)\n{\n    s->dev->cb();\n}\n")],
+          "inc/y.h", "typedef struct A Foo;", "typedef struct B Foo;")
+
+
+def test_line_written_in_a_plain_call(tmp_path: object) -> None:
+    """dev_line(__LINE__) in a header's inline function whose lines move (as
+    migration.h's bql_lock_impl(__FILE__, __LINE__))."""
+    here = HEADER.replace("int dev_line(int line);\n",
+                          "int dev_line(int line);\nstatic inline int dev_here(void)\n{\n"
+                          "    return dev_line(__LINE__);\n}\n")
+    _step(tmp_path, [("hw/dev.h", here)], "hw/dev.h", "    int level;",
+          "    int level;\n    int spare;")
+
+
+def test_literal_near_the_line_of_a_macro_call(tmp_path: object) -> None:
+    """A constant written in a macro call is no line number, even when it
+    names a line just after the call."""
+    setc = HEADER.replace("    bql_lock();\n    s->level++;", "    bql_lock();\n    DEV_SET(s, 24);"
+                          ).replace("#define DEV_LOCKED(s)", "void dev_set(DevState *s, int n);\n"
+                                    "#define DEV_SET(s, n) dev_set(s, n)\n#define DEV_LOCKED(s)")
+    assert setc.split("\n")[21].strip() == "DEV_SET(s, 24);"  # line 22
+    _step(tmp_path, [("hw/dev.h", setc)], "hw/dev.h", "    int level;",
+          "    int level;\n    int spare;")
+
+
+def test_counter_moved_by_a_use_before_it(tmp_path: object) -> None:
+    ctr = HEADER.replace("int dev_line(int line);\n",
+                         "int dev_line(int line);\nstatic inline int dev_ctr(void)\n{\n"
+                         "    return dev_line(__COUNTER__);\n}\n")
+    _step(tmp_path, [("inc/c.h", "int c_pad;\n"), ("hw/dev.h", ctr),
+                     ("hw/user.c", '#include "../inc/c.h"\n' + USER)],
+          "inc/c.h", "int c_pad;\n", "int c_pad;\nstatic inline int c_x(void)\n{\n"
+          "    return __COUNTER__;\n}\n")

@@ -296,6 +296,48 @@ def changed_names(old: str | None, new: str | None,
     return frozenset(names)
 
 
+def top_and_layout(old: str | None, new: str | None) -> tuple[frozenset[str], frozenset[str]]:
+    """Of what differs between two versions of a header: the names declared
+    at file scope (not struct members: those belong to their struct; an
+    enum's enumerators are file-scope names), and the tags and typedef names
+    of the structs and unions whose members changed (their layout)."""
+    a, b = Counter(items(old or "")), Counter(items(new or ""))
+    gone = list((a - b).elements())
+    came = list((b - a).elements())
+    heads: dict[str, list[tuple[str, list[str]]]] = {}
+    for it in gone + came:
+        hb = _head_body(it)
+        if hb:
+            heads.setdefault(hb[0], []).append(hb)
+    top: set[str] = set()
+    layout: set[str] = set()
+    for it in gone + came:
+        if it.startswith("#") and not _DEFINE.match(it):
+            continue
+        hb = _head_body(it)
+        if hb and re.match(r"(typedef\s+)?enum\b", hb[0]):
+            for member in hb[1]:
+                top |= _member_names(member)
+        if hb and len(heads[hb[0]]) > 1 and not hb[0].startswith(("enum", "typedef enum")):
+            layout |= _declared(hb[0] + ";") or set()  # the same struct, other members
+            continue
+        top |= _declared(hb[0] + ";" if hb else it) or set()
+    return frozenset(top), frozenset(layout)
+
+
+# Static assertions: a struct that grows fails `QEMU_BUILD_BUG_ON(sizeof(S) != 4)`
+# in any file that names it, and errors are facts.
+_ASSERTION = re.compile(
+    r"\b(?:_Static_assert|static_assert|QEMU_BUILD_BUG\w*|G_STATIC_ASSERT\w*)\b")
+
+
+@functools.lru_cache(maxsize=4096)
+def asserts(text: str) -> bool:
+    """Does a file's code (not its comments or #define bodies) hold a static
+    assertion?"""
+    return bool(_ASSERTION.search(_DIRECTIVES.sub("", _COMMENT.sub(" ", text))))
+
+
 def declares_functions(old: str | None, new: str | None) -> bool:
     """Does the change touch a function declaration or definition? In a
     header in scope those are facts of every TU that includes it."""
@@ -448,6 +490,7 @@ class Carrier:
         self._names: dict[tuple[object, ...], frozenset[str] | None] = {}
         self._cond_memo: dict[str, frozenset[str]] = {}
         self._stem_memo: dict[str, frozenset[str]] = {}
+        self._top_memo: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
         self._lines: dict[str, dict[int, int]] = {}
         self._fn_change: dict[str, bool] = {}
         self._idmemo: dict[str, frozenset[str]] = {}
@@ -542,6 +585,21 @@ class Carrier:
             if changed_macros and any(not self._decl_ids(inc).isdisjoint(changed_macros)
                                       for inc in includes):
                 return None
+            # A changed file-scope name that another file of the TU names
+            # (a prototype it also declares, a typedef behind a member it
+            # declares: `typedef struct A Foo;` becoming `struct B`), or a
+            # struct whose members changed named next to a static assertion.
+            for path in changed:
+                top, layout = self._top_layout(path)
+                for inc in includes:
+                    if inc == path:
+                        continue
+                    ids = self._decl_ids(inc)
+                    if not ids.isdisjoint(top) and inc != main:
+                        return None
+                    if (layout and not ids.isdisjoint(layout)
+                            and asserts(self.text(inc) or "")):
+                        return None
         # The functions a header in scope declares and defines are facts of
         # every TU that includes it: where the change touches those, that part
         # of the facts is replaced as a whole (a Splice), and what the header's
@@ -594,6 +652,14 @@ class Carrier:
             stems |= self._call_stems(path)
         if stems and any(stem in x for x in seen for stem in stems):
             return None
+        # __COUNTER__ counts its expansions across the TU: code the change
+        # adds or removes that expands it (through a macro, too) renumbers
+        # those after it. A #define that mentions it expands nothing.
+        if "__COUNTER__" in seen:
+            for path in changed:
+                if "__COUNTER__" in visible(
+                        changed_item_ids(self._old(path), self.text(path)), macro_map):
+                    return None
         relevant: frozenset[str] = frozenset()
         if spliced:
             # What the spliced headers' bodies name, old and new, still counts
@@ -668,6 +734,12 @@ class Carrier:
 
     def _decl_ids(self, path: str) -> frozenset[str]:
         return code_ids(self.text(path) or "")
+
+    def _top_layout(self, path: str) -> tuple[frozenset[str], frozenset[str]]:
+        got = self._top_memo.get(path)
+        if got is None:
+            got = self._top_memo[path] = top_and_layout(self._old(path), self.text(path))
+        return got
 
     def _call_stems(self, path: str) -> frozenset[str]:
         got = self._stem_memo.get(path)
@@ -891,19 +963,34 @@ def splice_headers(splice: Splice, change: HeaderFacts) -> TUFacts | None:
     return replace(got, addressed=tuple(sorted((k, v) for k, v in counts.items() if v)))
 
 
+_INT_LITERAL = re.compile(r"(?:0[xX][0-9a-fA-F]+|\d+)[uUlL]*")
+
+
 def _moved_call(c: Call, m: dict[int, int]) -> Call:
-    """A call on a moved line. An argument that came from __LINE__ (bql_lock()
-    passes one; a macro written over several lines, such as
-    DECLARE_OBJ_CHECKERS, passes the line its invocation ends on) moves with
-    it: an integer value naming one of the few lines from the call on."""
+    """A call on a moved line. An integer argument naming one of the few
+    lines from the call on that came from __LINE__ moves with it:
+    `bql_lock_impl(__FILE__, __LINE__)` written out, or a macro that passes
+    it (bql_lock(); DECLARE_OBJ_CHECKERS written over several lines passes
+    the line its invocation ends on). One written as a number
+    (`dev_set(s, 24)`, `DEV_SET(s, 24)`) stays as it is. A line value whose
+    line changed cannot be moved: the TU is parsed (KeyError)."""
     line = m[c.line] if c.line > 0 else c.line
-    if not c.macro:
-        return replace(c, line=line)  # a constant written as such stays as it is
-    values = tuple(
-        str(m[int(v)]) if v is not None and v.isdigit() and c.line <= int(v) <= c.line + 20
-        and int(v) in m else v
-        for v in c.values)
-    return replace(c, line=line, values=values)
+    written = {a.strip() for a in c.args}
+    values: list[str | None] = []
+    for i, v in enumerate(c.values):
+        if v is None or not v.isdigit() or not c.line <= int(v) <= c.line + 20:
+            values.append(v)
+            continue
+        if c.macro:  # values are the expansion's, args the macro's
+            from_line = v not in written
+        else:
+            text = c.args[i].strip() if i < len(c.args) else ""
+            from_line = not _INT_LITERAL.fullmatch(text)
+        if not from_line:
+            values.append(v)
+            continue
+        values.append(str(m[int(v)]))  # KeyError: that line changed
+    return replace(c, line=line, values=tuple(values))
 
 
 def _moved(facts: TUFacts, maps: dict[str, dict[int, int]]) -> TUFacts:
