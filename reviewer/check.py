@@ -119,11 +119,14 @@ def check(path: str, *, from_ref: str | None = None, to_ref: str | None = None,
     u_after, a_after = _version(repo, after)
     # The committed version of the changed headers: TUs that include one but
     # cannot be affected by the change keep their facts (reviewer.extract.delta).
+    # Files the change adds are there too (as None): one may be what an
+    # #include now finds first.
     previous: dict[str, bytes | None] = {}
     if before != _EMPTY_TREE:
         for p in changed:
-            if p.endswith(".h"):
-                previous[os.path.join(root, p)] = repo.object(f"{before}:{p}")
+            data = repo.object(f"{before}:{p}")
+            if p.endswith(".h") or data is None:
+                previous[os.path.join(root, p)] = data
     res_after, new = analyse(u_after, a_after, previous=previous)
     b = {f.fingerprint: f for f in old}
     a = {f.fingerprint: f for f in new}

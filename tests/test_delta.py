@@ -705,3 +705,26 @@ def test_counter_moved_by_a_use_before_it(tmp_path: object) -> None:
                      ("hw/user.c", '#include "../inc/c.h"\n' + USER)],
           "inc/c.h", "int c_pad;\n", "int c_pad;\nstatic inline int c_x(void)\n{\n"
           "    return __COUNTER__;\n}\n")
+
+
+@pytest.mark.parametrize("missing", [False, True])
+def test_a_file_added_where_an_include_looks_first(tmp_path: object, missing: bool) -> None:
+    """A step adds hw/x.h: user.c's #include "x.h" now finds it (the
+    includer's directory comes first) instead of the x.h it found through
+    -iquote <root>, or instead of nothing. The cache entry's files all hash
+    the same, yet its facts are stale: the TU is parsed."""
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    if not missing:
+        _write(os.path.join(d, "x.h"), "int xval(void);\n")
+    with open(os.path.join(d, "hw", "user.c"), "a") as fh:
+        fh.write('#include "x.h"\nint user_x(void)\n{\n    return xval();\n}\n')
+    assert _facts(d, cache).parsed == 3
+    added = os.path.join(d, "hw", "x.h")
+    _write(added, "int coroutine_fn xval(void);\n")
+    got = _facts(d, cache, {added: None})
+    assert got.facts.tus == _fresh(d, tmp_path)
+    assert any(c.callee == "xval" and c.callee_annotations for tu in got.facts.tus
+               for c in tu.calls)
+    assert got.parsed == 1  # user.c; the others never looked for an x.h

@@ -209,17 +209,23 @@ class FactCache:
             raise ValueError(f"facts schema {facts.schema} != {SCHEMA_VERSION}")
         return facts
 
-    def get(self, key: str, hashes: Callable[[str], str]) -> TUFacts | None:
+    def get(self, key: str, hashes: Callable[[str], str],
+            stale: Callable[[dict[str, str], TUFacts], bool] | None = None) -> TUFacts | None:
         """The entry for `key` whose included headers all still hash the same.
 
         One key (a TU's content and flags) can have several variants, one per
         set of header contents: scanning a series switches headers back and
         forth, and a single slot per key would make every version evict the
-        other's entry. A corrupt entry is counted, removed and skipped."""
+        other's entry. A corrupt entry is counted, removed and skipped.
+        stale(includes, facts): what the caller knows makes an entry invalid
+        although its files hash the same (a file added where an #include
+        looks first)."""
         if not self.enabled:
             return None
         for includes, facts in (self.memo or {}).get(key, ()):
             if all(hashes(inc) == h for inc, h in includes.items()):
+                if stale is not None and stale(includes, facts):
+                    return None
                 self._remember(key, includes, facts)
                 return facts
         for path in self._variants(key):
@@ -228,6 +234,8 @@ class FactCache:
                 if any(hashes(inc) != h for inc, h in includes.items()):
                     continue  # another version of the headers
                 facts = self._decode(payload)
+                if stale is not None and stale(includes, facts):
+                    return None
                 self._remember(key, includes, facts)
                 return facts
             except FileNotFoundError:

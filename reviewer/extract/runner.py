@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import gc
 import logging
 import os
@@ -305,6 +306,17 @@ def run(
     carrier = Carrier(root, inputs.scope, previous, unsaved,
                       lambda main: include_search(plan.args_for(main))) if previous else None
     before = {p: ContentHashes.digest(d) for p, d in (previous or {}).items() if d is not None}
+    # Files this step adds: one may now be what an #include finds first (a
+    # trace.h beside the TU shadowing the one found through -I; a header the
+    # TU could not find). The cache records the files a TU found, not where
+    # it looked: an entry that found, or missed, a file of the same name is
+    # not trusted.
+    added = {os.path.basename(p) for p, d in (previous or {}).items() if d is None}
+
+    def stale(main: str, includes: dict[str, str], facts: TUFacts) -> bool:
+        return any(os.path.basename(inc) in added for inc in includes if inc != main) or any(
+            os.path.basename(m) in added for m in facts.missing_headers)
+
     carried = spliced = 0
     splices: dict[str, tuple[str, Splice, list[str]]] = {}  # path -> (key, it, includes)
     for path in inputs.tus:
@@ -313,10 +325,10 @@ def run(
             problems.append(f"{rel}: not in compile_commands.json; read with no-build flags")
         _check_text(path, unsaved, problems, rel)
         key = cache.key(rel, hashes(path), plan.digest(path), inputs.scope)
-        hit = cache.get(key, hashes)
+        hit = cache.get(key, hashes, functools.partial(stale, path) if added else None)
         if hit is None and carrier is not None:
             near = cache.get_near(key, hashes, before)
-            if near is not None:
+            if near is not None and not (added and stale(path, near[1], near[0])):
                 got = carrier.carry(path, *near)
                 if isinstance(got, Splice):
                     splices[path] = (key, got, list(near[1]))
