@@ -295,8 +295,8 @@ def previous_of(repo: Repository, tree: str, prev: str, changes: list[Change]
     its path in the tree: a TU whose cached facts came from that version may
     keep them (reviewer.extract.delta). A file renamed away is a change too:
     it is gone."""
-    out = {os.path.join(tree, ch.path): None if ch.status == "A" else (
-               repo.blob(prev, ch.old_path or ch.path))
+    out = {os.path.join(tree, ch.path): None if ch.status in ("A", "R", "C") else (
+               repo.blob(prev, ch.path))
            for ch in changes if _inside(tree, ch.path)}
     for ch in changes:
         if ch.status == "R" and ch.old_path and _inside(tree, ch.old_path):

@@ -168,6 +168,8 @@ def _declared(item: str) -> set[str] | None:
             pending = ""
         elif depth == 0 and _ID.fullmatch(tok):
             pending = tok
+        elif depth == 0 and tok == "*":
+            pending = ""  # `gchar *(*f)(void)`: gchar is the type, not a name
     if pending:
         names.add(pending)  # the last declarator: `} Name`, a typedef's name
     names -= _KEYWORDS
@@ -421,18 +423,50 @@ def code_ids(text: str) -> frozenset[str]:
     return frozenset(_ID.findall(_DIRECTIVES.sub("", _COMMENT.sub(" ", text))))
 
 
+@functools.lru_cache(maxsize=4096)
+def declared_in(text: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(the macros a whole file defines, the names it declares: functions,
+    variables, typedefs, tags): what could make a name in a header's
+    function mean something else in one TU and not another. Memoised by
+    text: a scan asks about the same headers in each version."""
+    defined: set[str] = set()
+    declared: set[str] = set()
+    for it in items(text):
+        if it.startswith("#"):
+            m = _DEFINE.match(it)
+            if m:
+                defined.add(m.group(1))
+        else:
+            hb = _head_body(it)
+            declared |= _declared(hb[0] + ";" if hb else it) or set()
+    return frozenset(defined), frozenset(declared)
+
+
+def mentions(text: str) -> frozenset[str]:
+    """Every name a file could declare or define: its code's identifiers and
+    its macros (a cheap superset of declared_in, to skip most headers)."""
+    return code_ids(text) | frozenset(macros(text))
+
+
 _GUARD = re.compile(r"\s*#[ \t]*ifndef[ \t]+(\w+)[ \t]*\n[ \t]*#[ \t]*define[ \t]+(\w+)\b")
 
 
 @functools.lru_cache(maxsize=4096)
-def guarded(text: str) -> bool:
-    """Does a header skip itself when included again: #pragma once, or the
-    whole file inside #ifndef G / #define G ... #endif?"""
+def guard_macro(text: str) -> str:
+    """The macro of a header's include guard (the whole file inside
+    #ifndef G / #define G ... #endif), or ""."""
     t = strip_comments(text)
-    if re.search(r"^[ \t]*#[ \t]*pragma[ \t]+once\b", t, re.M):
-        return True
     m = _GUARD.match(t)
-    return bool(m and m.group(1) == m.group(2) and re.search(r"#[ \t]*endif\s*$", t))
+    if m and m.group(1) == m.group(2) and re.search(r"#[ \t]*endif\s*$", t):
+        return m.group(1)
+    return ""
+
+
+def guarded(text: str) -> bool:
+    """Does a header skip itself when included again: #pragma once, or an
+    include guard?"""
+    return bool(guard_macro(text)) or bool(
+        re.search(r"^[ \t]*#[ \t]*pragma[ \t]+once\b", strip_comments(text), re.M))
 
 
 def macro_call_args(old: str | None, new: str | None) -> frozenset[str]:
@@ -491,10 +525,10 @@ class Carrier:
         self._cond_memo: dict[str, frozenset[str]] = {}
         self._stem_memo: dict[str, frozenset[str]] = {}
         self._top_memo: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+        self._mention_memo: dict[str, frozenset[str]] = {}
         self._lines: dict[str, dict[int, int]] = {}
         self._fn_change: dict[str, bool] = {}
         self._idmemo: dict[str, frozenset[str]] = {}
-        self._decl_memo: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
 
     def text(self, path: str) -> str | None:
         if path not in self._text and path in self.unsaved:
@@ -748,41 +782,43 @@ class Carrier:
         return got
 
     def _declared_in(self, path: str) -> tuple[frozenset[str], frozenset[str]]:
-        """(the macros a whole file defines, the functions and variables it
-        declares): what could make a name in a header's function mean
-        something else. Types are left out: C makes their declarations agree."""
-        got = self._decl_memo.get(path)
-        if got is None:
-            defined: set[str] = set()
-            declared: set[str] = set()
-            for it in items(self.text(path) or ""):
-                if it.startswith("#"):
-                    m = _DEFINE.match(it)
-                    if m:
-                        defined.add(m.group(1))
-                elif not (it.startswith("typedef") or _head_body(it)
-                          or re.match(r"(struct|union|enum)\s+\w+\s*;$", it)):
-                    declared |= _declared(it) or set()
-            got = self._decl_memo[path] = (frozenset(defined), frozenset(declared))
-        return got
+        return declared_in(self.text(path) or "")
 
     def same_meaning(self, a: Splice, b: Splice) -> bool:
         """Do the names the change uses mean the same in both TUs? The files
-        only one of them includes define none of them as macros and declare
-        none of those that are not macros (a macro's name in a declaration
-        is a use of it: G_DEFINE_AUTOPTR_CLEANUP_FUNC(T, f)), and neither main
-        file defines one."""
-        names = a.relevant | b.relevant
-        if not names:
+        only one of them includes, and either main file, define none of them
+        as macros and declare none of those that are not macros (a macro's
+        name in a declaration is a use of it: G_DEFINE_AUTOPTR_CLEANUP_FUNC(T,
+        f)); nor do they define a macro that an #if around a declaration of
+        one of them tests (which declaration holds may differ)."""
+        relevant = a.relevant | b.relevant
+        if not relevant:
             return True
-        plain = names - a.macros - b.macros
-        for path in a.includes ^ b.includes:
-            if path in (a.main, b.main):
+        tested: set[str] = set()
+        for path in a.includes | b.includes:
+            t = self.text(path) or ""
+            if relevant.isdisjoint(self._mentions(path, t)):
                 continue
-            defined, declared = self._declared_in(path)
-            if defined & names or declared & plain:
+            defined, declared = declared_in(t)
+            if not relevant.isdisjoint(defined) or not relevant.isdisjoint(declared):
+                tested |= conditions(t) - {guard_macro(t)}  # the guard selects the file only
+        macro_names = relevant | tested
+        plain = relevant - a.macros - b.macros
+        for path in (a.includes ^ b.includes) | {a.main, b.main}:
+            t = self.text(path) or ""
+            m = self._mentions(path, t)
+            if macro_names.isdisjoint(m) and plain.isdisjoint(m):
+                continue
+            defined, declared = declared_in(t)
+            if defined & macro_names or declared & plain:
                 return False
-        return not any(set(macros(self.text(m) or "")) & names for m in (a.main, b.main))
+        return True
+
+    def _mentions(self, path: str, text: str) -> frozenset[str]:
+        got = self._mention_memo.get(path)
+        if got is None:
+            got = self._mention_memo[path] = mentions(text)
+        return got
 
 
 # Expand differently in each TU whatever the header says: a header's facts

@@ -1,0 +1,180 @@
+"""Splices and renames a third review of the header carry-over attacked
+(sixth session): each test builds a small tree or repository and compares
+what the carry-over or a scan gives with a fresh parse."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from reviewer.model import load_model
+from reviewer.scan import scan
+
+from .test_delta import LOCKED, OTHER, USER, _change, _facts, _fresh, _tree, _write
+from .test_scan import git
+
+PROTO = "void dev_reset(DevState *s);"
+
+
+def test_splice_prototype_under_ifdef_set_by_one_tu(tmp_path: object) -> None:
+    """A shared (unchanged) header declares dev_helper() coroutine_fn only
+    under CFG_ONE, which only user.c sets (in a header of its own). dev.h
+    gains an inline function calling dev_helper(): user.c's call must carry
+    the annotation."""
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    _write(os.path.join(d, "inc", "helper.h"),
+           "#ifndef HELPER_H\n#define HELPER_H\n#ifdef CFG_ONE\n"
+           "int coroutine_fn dev_helper(void);\n#else\nint dev_helper(void);\n#endif\n#endif\n")
+    dev = os.path.join(d, "hw", "dev.h")
+    with open(dev) as fh:
+        _write(dev, fh.read().replace('#include "qemu-stubs.h"',
+                                      '#include "qemu-stubs.h"\n#include "../inc/helper.h"'))
+    _write(os.path.join(d, "cfg", "one.h"), "#define CFG_ONE 1\n")
+    _write(os.path.join(d, "hw", "user.c"), '#include "../cfg/one.h"\n' + USER)
+    assert _facts(d, cache).parsed == 3
+    got = _facts(d, cache, _change(d, PROTO, PROTO + "\nstatic inline int dev_poke(void)\n"
+                                   "{\n    return dev_helper();\n}"))
+    assert got.facts.tus == _fresh(d, tmp_path)
+
+
+def test_splice_typedef_differs_per_tu(tmp_path: object) -> None:
+    """`Ops` is a typedef of struct OpsA in user.c, of struct OpsB in the
+    others; dev.h's new inline calls o->run(): callee OpsA.run vs OpsB.run."""
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    _write(os.path.join(d, "cfg", "a.h"),
+           "struct OpsA { void (*run)(void); };\ntypedef struct OpsA Ops;\n")
+    _write(os.path.join(d, "cfg", "b.h"),
+           "struct OpsB { void (*run)(void); };\ntypedef struct OpsB Ops;\n")
+    _write(os.path.join(d, "hw", "user.c"), '#include "../cfg/a.h"\n' + USER)
+    _write(os.path.join(d, "hw", "other.c"), '#include "../cfg/b.h"\n' + OTHER)
+    _write(os.path.join(d, "hw", "locked.c"), '#include "../cfg/b.h"\n' + LOCKED)
+    assert _facts(d, cache).parsed == 3
+    got = _facts(d, cache, _change(d, PROTO, PROTO + "\nstatic inline void dev_run(Ops *o)\n"
+                                   "{\n    o->run();\n}"))
+    assert got.facts.tus == _fresh(d, tmp_path)
+
+
+def test_splice_callee_declared_in_main_file(tmp_path: object) -> None:
+    """dev.h's new inline calls dev_helper(), which each TU declares itself
+    before including dev.h: user.c as a static coroutine_fn."""
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    _write(os.path.join(d, "hw", "user.c"),
+           '#include "qemu-stubs.h"\nstatic int coroutine_fn dev_helper(void)\n{\n'
+           "    return 0;\n}\n" + USER)
+    _write(os.path.join(d, "hw", "other.c"), "int dev_helper(void);\n" + OTHER)
+    _write(os.path.join(d, "hw", "locked.c"), "int dev_helper(void);\n" + LOCKED)
+    assert _facts(d, cache).parsed == 3
+    got = _facts(d, cache, _change(d, PROTO, PROTO + "\nstatic inline int dev_poke(void)\n"
+                                   "{\n    return dev_helper();\n}"))
+    assert got.facts.tus == _fresh(d, tmp_path)
+
+
+def test_splice_member_type_under_ifdef(tmp_path: object) -> None:
+    """DevState.ops points to struct OpsA under CFG_ONE (set by user.c
+    only), to struct OpsB otherwise; the new inline calls s->ops->run()."""
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    dev = os.path.join(d, "hw", "dev.h")
+    with open(dev) as fh:
+        _write(dev, fh.read().replace(
+            "typedef struct DevState {",
+            "struct OpsA { void (*run)(void); };\nstruct OpsB { void (*run)(void); };\n"
+            "typedef struct DevState {\n#ifdef CFG_ONE\n    struct OpsA *ops;\n#else\n"
+            "    struct OpsB *ops;\n#endif"))
+    _write(os.path.join(d, "hw", "user.c"), "#define CFG_ONE 1\n" + USER)
+    assert _facts(d, cache).parsed == 3
+    got = _facts(d, cache, _change(d, PROTO, PROTO + "\nstatic inline void dev_run(DevState *s)\n"
+                                   "{\n    s->ops->run();\n}"))
+    assert got.facts.tus == _fresh(d, tmp_path)
+
+
+PROTO = "void dev_reset(DevState *s);"
+
+
+def test_splice_header_after_main_functions(tmp_path: object) -> None:
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    pre = ('#include "qemu-stubs.h"\n'
+           "void early(void)\n{\n    bql_unlock();\n    bql_lock();\n}\n")
+    _write(os.path.join(d, "hw", "user.c"),
+           pre + USER + "void late(void)\n{\n    bql_unlock();\n}\n")
+    _write(os.path.join(d, "hw", "other.c"), pre + OTHER)
+    _write(os.path.join(d, "hw", "locked.c"), pre + LOCKED)
+    assert _facts(d, cache).parsed == 3
+    poke = "\nstatic inline void dev_poke(void)\n{\n    bql_lock();\n    bql_unlock();\n}"
+    for old, new in ((PROTO, PROTO + poke),
+                     ("    bql_lock();\n    bql_unlock();\n}", "    bql_unlock();\n}")):
+        got = _facts(d, cache, _change(d, old, new))
+        assert got.facts.tus == _fresh(d, tmp_path)
+
+
+def test_two_headers_spliced_together(tmp_path: object) -> None:
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    d2 = os.path.join(d, "hw", "dev2.h")
+    _write(d2, '#include "qemu-stubs.h"\n'
+           "static inline void dev2_f(void)\n{\n    bql_unlock();\n}\n")
+    for name, text in (("user.c", USER), ("other.c", OTHER), ("locked.c", LOCKED)):
+        _write(os.path.join(d, "hw", name),
+               text.replace('#include "dev.h"\n', '#include "dev.h"\n#include "dev2.h"\n'))
+    assert _facts(d, cache).parsed == 3
+    with open(d2, "rb") as fh:
+        b2 = fh.read()
+    prev = _change(d, PROTO, PROTO + "\nstatic inline void dev_poke(void)\n{\n    bql_lock();\n}")
+    _write(d2, b2.decode().replace("    bql_unlock();\n", "    bql_unlock();\n    dev_kick(0);\n"))
+    prev[d2] = b2
+    got = _facts(d, cache, prev)
+    assert got.facts.tus == _fresh(d, tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["rename", "rename-edit"])
+def test_a_header_renamed_to_where_an_include_looks_first(tmp_path: object,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         kind: str) -> None:
+    """The reverse of test_a_header_renamed_away_is_not_read_from_memory:
+    hw/z.h is renamed to hw/x.h, which user.c's #include "x.h" now finds
+    before ./x.h."""
+    import reviewer.scan
+    from reviewer.extract.runner import run
+
+    d = os.path.join(str(tmp_path), "repo")
+    os.makedirs(os.path.join(d, "hw"))
+    for rel, text in (("hw/z.h", "int coroutine_fn xval(void);\nint z1;\nint z2;\nint z3;\n"),
+                      ("x.h", "int xval(void);\n"),
+                      ("hw/user.c", '#include "x.h"\nint user(void)\n{\n    return xval();\n}\n')):
+        with open(os.path.join(d, rel), "w") as fh:
+            fh.write(text)
+    git(d, "init", "-q")
+    git(d, "add", "-A")
+    git(d, "commit", "-qm", "base")
+    base = git(d, "rev-parse", "HEAD").strip()
+    git(d, "mv", "hw/z.h", "hw/x.h")
+    if kind == "rename-edit":
+        with open(os.path.join(d, "hw", "x.h"), "a") as fh:
+            fh.write("int z4;\n")
+        git(d, "add", "-A")
+    git(d, "commit", "-qm", "rename")
+    seen: list[object] = []
+    real = reviewer.scan._extract
+
+    def spy(*a: object, **kw: object) -> object:
+        seen.append(real(*a, **kw))  # type: ignore[arg-type]
+        return seen[-1]
+
+    monkeypatch.setattr(reviewer.scan, "_extract", spy)
+    scan(d, f"{base}..HEAD", paths=["hw"], jobs=1, cache_dir=os.path.join(str(tmp_path), "c"),
+         model=load_model(), progress=False)
+    fresh = run(["hw"], root=d, cache_dir=os.path.join(str(tmp_path), "f"), jobs=1,
+                progress=False, use_cache=False)
+    assert any(c.callee_annotations for tu in fresh.facts.tus for c in tu.calls)
+    assert seen[-1].facts.tus == fresh.facts.tus  # type: ignore[attr-defined]
