@@ -219,6 +219,22 @@ def test_regenerated_only_when_inputs_change(tmp_path: object) -> None:
     assert os.stat(types).st_mtime_ns == before[types]
 
 
+def test_a_stand_in_no_longer_generated_goes(tmp_path: object) -> None:
+    """A version without migration/trace-events has no trace-migration.h
+    stand-in: a TU that includes it must not find the previous version's."""
+    root = os.path.join(str(tmp_path), "tree")
+    shutil.copytree(TREE, root)
+    cache = os.path.join(str(tmp_path), "cache")
+    d, _ = generated_include_dir(root, cache)
+    trace = os.path.join(d, "trace", "trace-migration.h")
+    assert os.path.exists(trace)
+    os.unlink(os.path.join(root, "migration", "trace-events"))
+    replaced: dict[str, bytes | None] = {}
+    assert generated_include_dir(root, cache, replaced)[0] == d
+    assert not os.path.exists(trace)
+    assert replaced.get(trace) is not None  # its old text, for the carry-over
+
+
 def test_fact_cache_follows_the_stand_ins(tmp_path: object) -> None:
     """The stand-ins a TU includes are among the headers its cache entry
     hashes: changing one reparses that TU, changing another does not."""

@@ -841,6 +841,19 @@ def generated_include_dir(root: str, cache_root: str | None = None,
     headers, problems = generate(root, files)
     for rel, text in headers.items():
         _write_if_changed(os.path.join(d, rel), text, replaced)
+    # A stand-in this version no longer generates (its trace-events file or
+    # schema was removed) goes: a TU that includes it must not find it.
+    wanted = {os.path.normpath(os.path.join(d, rel)) for rel in headers}
+    for top, _, names in os.walk(d):
+        for name in names:
+            path = os.path.normpath(os.path.join(top, name))
+            if path == os.path.normpath(stamp) or path in wanted or name.endswith(".tmp"):
+                continue
+            with contextlib.suppress(OSError):
+                if replaced is not None:
+                    with open(path, "rb") as fb:
+                        replaced[path] = fb.read()
+                os.unlink(path)
     _write_if_changed(stamp, digest)
     return d, problems
 
