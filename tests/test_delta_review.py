@@ -178,3 +178,30 @@ def test_a_header_renamed_to_where_an_include_looks_first(tmp_path: object,
                 progress=False, use_cache=False)
     assert any(c.callee_annotations for tu in fresh.facts.tus for c in tu.calls)
     assert seen[-1].facts.tus == fresh.facts.tus  # type: ignore[attr-defined]
+
+
+# A fourth review: line moves in a changed header that is not spliced.
+
+KICK = ("static inline void dev_kick(DevState *s)\n{\n    bql_lock();\n"
+        "    s->level++;\n    bql_unlock();\n}\n")
+
+
+def test_line_map_ignores_a_commented_out_copy(tmp_path: object) -> None:
+    """The change adds a commented-out copy of dev_kick() above it and a
+    comment on its first line: the function must not move into the copy."""
+    from .test_delta import _step
+
+    new = ("/*\n" + KICK + "*/\n\n"
+           + KICK.replace("(DevState *s)\n", "(DevState *s) /* real */\n"))
+    _step(tmp_path, [], "hw/dev.h", KICK, new)
+
+
+def test_body_split_over_an_included_file(tmp_path: object) -> None:
+    """user_body()'s body comes from hw/body.inc, which the step changes:
+    its statements carry no file of their own, so the TU is parsed."""
+    from .test_delta import _step
+
+    inc = "if (s->level) {\n    bql_lock();\n}\n"
+    user = USER + "void user_body(DevState *s)\n{\n#include \"body.inc\"\n}\n"
+    _step(tmp_path, [("hw/body.inc", inc), ("hw/user.c", user)],
+          "hw/body.inc", "if (s->level) {", "/* A comment. */\nif (s->level) {")

@@ -493,13 +493,45 @@ def visible(main_ids: set[str], macro_map: dict[str, frozenset[str]]) -> set[str
     return seen
 
 
+_STATEMENT = frozenset(("if", "for", "while", "do", "switch", "case", "default", "return",
+                        "goto", "break", "continue", "else"))
+
+
+@functools.lru_cache(maxsize=1024)
+def body_fragment(text: str) -> bool:
+    """Is a file statements rather than declarations (a piece of a function
+    body that some function #includes)?"""
+    for it in items(text):
+        if not it.startswith("#"):
+            first = re.match(r"[A-Za-z_]\w*|\{", it)
+            if first and (first.group(0) in _STATEMENT or first.group(0) == "{"):
+                return True
+    return False
+
+
+def _code_lines(text: str) -> list[str]:
+    """A file's lines with each comment blanked out, same length (columns
+    stay), and trailing blanks dropped: a line of code never matches its copy
+    inside a comment, and a changed comment on a code line still counts."""
+    def blank(m: re.Match[str]) -> str:
+        t = m.group(0)
+        return t if t[0] in "\"'" else re.sub(r"[^\n]", " ", t)
+    return [ln.rstrip() for ln in _COMMENT.sub(blank, text).split("\n")]
+
+
 def line_map(old: str, new: str) -> dict[int, int]:
-    """Old line number -> new line number, for the lines both versions share."""
+    """Old line number -> new line number, for the lines of code both
+    versions share."""
     out: dict[int, int] = {}
-    sm = difflib.SequenceMatcher(None, old.split("\n"), new.split("\n"), autojunk=False)
+    a, b = _code_lines(old), _code_lines(new)
+    raw_a, raw_b = old.split("\n"), new.split("\n")
+    sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
     for i, j, n in sm.get_matching_blocks():
         for k in range(n):
-            out[i + k + 1] = j + k + 1
+            # A comment changed on a code line: the line's facts (a call's
+            # column) may not be where they were.
+            if raw_a[i + k] == raw_b[j + k] or not a[i + k]:
+                out[i + k + 1] = j + k + 1
     return out
 
 
@@ -725,6 +757,9 @@ class Carrier:
             if rel not in self._lines:
                 self._lines[rel] = line_map(self._old(path) or "", self.text(path) or "")
             maps[rel] = self._lines[rel]
+        if any(body_fragment(self._old(p) or "") or body_fragment(self.text(p) or "")
+               for p in changed if self._rel(p) in maps):
+            return None  # statements included into some function's body
         try:
             moved = _moved(facts, maps)
         except KeyError:
@@ -1039,6 +1074,14 @@ def _moved(facts: TUFacts, maps: dict[str, dict[int, int]]) -> TUFacts:
     def node(n: Node, file: str) -> Node:
         return replace(n, line=ln(file, n.line),
                        branches=tuple(tuple(node(x, file) for x in br) for br in n.branches))
+
+    # Part of a function body in a changed file (`#include "x.inc"` inside
+    # the body): its statements carry no file of their own and would be
+    # moved by the wrong map. Seen by a call located there, or by the file
+    # being statements rather than declarations (maps_fragments).
+    if any(c.file in maps and c.caller_file and c.caller_file != c.file
+           for c in facts.calls):
+        raise KeyError("a body spans files")
 
     if not any(f.file in maps for f in facts.functions) and not any(
             c.file in maps for c in facts.calls) and not any(
