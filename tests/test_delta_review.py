@@ -11,7 +11,7 @@ import pytest
 from reviewer.model import load_model
 from reviewer.scan import scan
 
-from .test_delta import LOCKED, OTHER, USER, _change, _facts, _fresh, _tree, _write
+from .test_delta import HEADER, LOCKED, OTHER, USER, _change, _facts, _fresh, _tree, _write
 from .test_scan import git
 
 PROTO = "void dev_reset(DevState *s);"
@@ -205,3 +205,56 @@ def test_body_split_over_an_included_file(tmp_path: object) -> None:
     user = USER + "void user_body(DevState *s)\n{\n#include \"body.inc\"\n}\n"
     _step(tmp_path, [("hw/body.inc", inc), ("hw/user.c", user)],
           "hw/body.inc", "if (s->level) {", "/* A comment. */\nif (s->level) {")
+
+
+# A fifth review: what the line moves and the added-file rule still missed.
+
+
+@pytest.mark.parametrize("inc", [
+    "ret = 1;\n",
+    "again:\n    if (ret) {\n        ret = 0;\n    }\n",
+])
+def test_fragment_of_plain_statements(tmp_path: object, inc: str) -> None:
+    """A body piece in a .inc with no call and no statement keyword first."""
+    from .test_delta import _step
+
+    user = (USER + "int user_body(void)\n{\n    int ret = 0;\n#include \"body.inc\"\n"
+            "    return ret;\n}\n")
+    first = inc.split("\n")[0]
+    _step(tmp_path, [("hw/body.inc", inc), ("hw/user.c", user)],
+          "hw/body.inc", first, "/* A comment. */\n" + first)
+
+
+def test_line_value_equal_to_a_written_argument(tmp_path: object) -> None:
+    from .test_delta import _step
+
+    h = HEADER.replace("    bql_lock();\n    s->level++;", "    bql_lock();\n    DEV_LOGV(22);"
+                       ).replace("#define DEV_LOCKED(s)", "void dev_log(int line, ...);\n"
+                                 "#define DEV_LOGV(...) dev_log(__LINE__, __VA_ARGS__)\n"
+                                 "#define DEV_LOCKED(s)")
+    _step(tmp_path, [("hw/dev.h", h)], "hw/dev.h", "    int level;",
+          "    int level;\n    int spare;")
+
+
+def test_object_macro_spreading_arguments(tmp_path: object) -> None:
+    from .test_delta import _step
+
+    h = HEADER.replace("    bql_lock();\n    s->level++;", "    bql_lock();\n    dev_log(HERE);"
+                       ).replace("#define DEV_LOCKED(s)", "void dev_log(int line, ...);\n"
+                                 "#define HERE __LINE__, 24\n#define DEV_LOCKED(s)")
+    _step(tmp_path, [("hw/dev.h", h)], "hw/dev.h", "    int level;",
+          "    int level;\n    int spare;")
+
+
+def test_a_file_added_that_has_include_tests(tmp_path: object) -> None:
+    d = os.path.join(str(tmp_path), "t")
+    cache = os.path.join(str(tmp_path), "cache")
+    _tree(d)
+    with open(os.path.join(d, "hw", "user.c"), "a") as fh:
+        fh.write('#if __has_include("x.h")\n#include "x.h"\n#endif\n'
+                 "int xval(void);\nint user_x(void)\n{\n    return xval();\n}\n")
+    assert _facts(d, cache).parsed == 3
+    added = os.path.join(d, "hw", "x.h")
+    _write(added, "int coroutine_fn xval(void);\n")
+    got = _facts(d, cache, {added: None})
+    assert got.facts.tus == _fresh(d, tmp_path)

@@ -469,6 +469,44 @@ def guarded(text: str) -> bool:
         re.search(r"^[ \t]*#[ \t]*pragma[ \t]+once\b", strip_comments(text), re.M))
 
 
+@functools.lru_cache(maxsize=4096)
+def macro_bodies(text: str) -> dict[str, str]:
+    """Each function-like or object-like macro's body text (the last
+    definition in the file)."""
+    out: dict[str, str] = {}
+    for m in _DIRECTIVE_LINE.finditer(strip_comments(text)):
+        if m.group(1) == "define":
+            d = _DEFINE.match("#define" + m.group(2))
+            if d:
+                body = d.group(2).replace("\\\n", " ")
+                if body.startswith("(") and ")" in body:
+                    body = body[body.index(")") + 1:]
+                out[d.group(1)] = body.strip()
+    return out
+
+
+def _arg_in_body(body: str, callee: str, i: int) -> str | None:
+    """The text of argument i of the only call to `callee` in a macro body."""
+    starts = [m.end() for m in re.finditer(r"\b" + re.escape(callee) + r"\s*\(", body)]
+    if len(starts) != 1:
+        return None
+    args = _split_top(_balanced_tail(body[starts[0]:]), ",")
+    return args[i].strip() if i < len(args) else None
+
+
+def _balanced_tail(text: str) -> str:
+    """The text up to the `)` that closes a call whose `(` came just before."""
+    depth = 0
+    for k, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            if depth == 0:
+                return text[:k]
+            depth -= 1
+    return text
+
+
 def macro_call_args(old: str | None, new: str | None) -> frozenset[str]:
     """The arguments of the top-level macro invocations that differ between
     two versions of a header."""
@@ -757,11 +795,14 @@ class Carrier:
             if rel not in self._lines:
                 self._lines[rel] = line_map(self._old(path) or "", self.text(path) or "")
             maps[rel] = self._lines[rel]
-        if any(body_fragment(self._old(p) or "") or body_fragment(self.text(p) or "")
-               for p in changed if self._rel(p) in maps):
-            return None  # statements included into some function's body
+        if any(not p.endswith(".h") or body_fragment(self._old(p) or "")
+               or body_fragment(self.text(p) or "") for p in changed if self._rel(p) in maps):
+            # Perhaps statements some function #includes into its body
+            # (x.inc, x.c.inc; a .h of statements): their facts carry no file
+            # of their own, and would be moved by the wrong map.
+            return None
         try:
-            moved = _moved(facts, maps)
+            moved = _moved(facts, maps, functools.partial(self._line_arg, includes))
         except KeyError:
             return None  # a fact on a line that changed
         if spliced:
@@ -803,6 +844,30 @@ class Carrier:
 
     def _decl_ids(self, path: str) -> frozenset[str]:
         return code_ids(self.text(path) or "")
+
+    def _line_arg(self, includes: dict[str, str], c: Call, i: int) -> bool:
+        """Does argument i of the call `c.macro` expands to come from
+        __LINE__ written in the body of that macro, or of a macro it uses
+        (DECLARE_OBJ_CHECKERS -> ... -> OBJECT_CHECK ->
+        object_dynamic_cast_assert(..., __FILE__, __LINE__, __func__))? Every
+        body reached that calls the callee must say so."""
+        defs: dict[str, list[str]] = {}
+        for inc in includes:
+            for name, body in macro_bodies(self.text(inc) or "").items():
+                defs.setdefault(name, []).append(body)
+        seen: set[str] = set()
+        todo = [c.macro]
+        found: list[str | None] = []
+        while todo and len(seen) < 64:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            for body in defs.get(name, ()):
+                if re.search(r"\b" + re.escape(c.callee) + r"\s*\(", body):
+                    found.append(_arg_in_body(body, c.callee, i))
+                todo += [x for x in _ID.findall(body) if x in defs and x not in seen]
+        return bool(found) and all(a == "__LINE__" for a in found)
 
     def _top_layout(self, path: str) -> tuple[frozenset[str], frozenset[str]]:
         got = self._top_memo.get(path)
@@ -1034,37 +1099,35 @@ def splice_headers(splice: Splice, change: HeaderFacts) -> TUFacts | None:
     return replace(got, addressed=tuple(sorted((k, v) for k, v in counts.items() if v)))
 
 
-_INT_LITERAL = re.compile(r"(?:0[xX][0-9a-fA-F]+|\d+)[uUlL]*")
-
-
-def _moved_call(c: Call, m: dict[int, int]) -> Call:
+def _moved_call(c: Call, m: dict[int, int],
+                line_arg: Callable[[Call, int], bool] = lambda c, i: False) -> Call:
     """A call on a moved line. An integer argument naming one of the few
-    lines from the call on that came from __LINE__ moves with it:
-    `bql_lock_impl(__FILE__, __LINE__)` written out, or a macro that passes
-    it (bql_lock(); DECLARE_OBJ_CHECKERS written over several lines passes
-    the line its invocation ends on). One written as a number
-    (`dev_set(s, 24)`, `DEV_SET(s, 24)`) stays as it is. A line value whose
-    line changed cannot be moved: the TU is parsed (KeyError)."""
+    lines from the call on may have come from __LINE__, and then moves with
+    it; or be a constant. Where that line did not move, nothing changes.
+    Where it did, the value is moved only when `__LINE__` is written as that
+    very argument (`bql_lock_impl(__FILE__, __LINE__)`), or in the body of
+    the macro the call was written as (`line_arg`: bql_lock(), assert());
+    any other case
+    (a macro that may pass __LINE__ or a constant: bql_lock(), DEV_SET(s,
+    24), `#define HERE __LINE__, 24`) cannot be told from the facts, and the
+    TU is parsed (KeyError)."""
     line = m[c.line] if c.line > 0 else c.line
-    written = {a.strip() for a in c.args}
+    aligned = not c.macro and len(c.args) == len(c.values)
     values: list[str | None] = []
     for i, v in enumerate(c.values):
-        if v is None or not v.isdigit() or not c.line <= int(v) <= c.line + 20:
+        if v is None or not v.isdigit() or not c.line <= int(v) <= c.line + 20 \
+                or m.get(int(v)) == int(v):
             values.append(v)
             continue
-        if c.macro:  # values are the expansion's, args the macro's
-            from_line = v not in written
-        else:
-            text = c.args[i].strip() if i < len(c.args) else ""
-            from_line = not _INT_LITERAL.fullmatch(text)
-        if not from_line:
-            values.append(v)
+        if (aligned and c.args[i].strip() == "__LINE__") or (c.macro and line_arg(c, i)):
+            values.append(str(m[int(v)]))  # KeyError: that line changed
             continue
-        values.append(str(m[int(v)]))  # KeyError: that line changed
+        raise KeyError(v)
     return replace(c, line=line, values=tuple(values))
 
 
-def _moved(facts: TUFacts, maps: dict[str, dict[int, int]]) -> TUFacts:
+def _moved(facts: TUFacts, maps: dict[str, dict[int, int]],
+           line_arg: Callable[[Call, int], bool] = lambda c, i: False) -> TUFacts:
     """The facts with the lines of the changed headers moved (KeyError when a
     fact sits on a changed line)."""
     def ln(file: str, line: int) -> int:
@@ -1095,7 +1158,7 @@ def _moved(facts: TUFacts, maps: dict[str, dict[int, int]]) -> TUFacts:
             replace(f, line=ln(f.file, f.line), end_line=ln(f.file, f.end_line),
                     body=tuple(node(n, f.file) for n in f.body)) if f.file in maps else f
             for f in facts.functions),
-        calls=tuple(_moved_call(c, maps[c.file]) if c.file in maps else c
+        calls=tuple(_moved_call(c, maps[c.file], line_arg) if c.file in maps else c
                     for c in facts.calls),
         field_stores=tuple(replace(s, line=ln(s.file, s.line)) if s.file in maps else s
                            for s in facts.field_stores),

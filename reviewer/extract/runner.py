@@ -26,6 +26,7 @@ import gc
 import logging
 import os
 import pickle
+import re
 import resource
 import select
 import signal
@@ -313,9 +314,24 @@ def run(
     # not trusted.
     added = {os.path.basename(p) for p, d in (previous or {}).items() if d is None}
 
+    probes: dict[str, frozenset[str]] = {}  # file -> basenames its __has_include tests
+
+    def probed(path: str) -> frozenset[str]:
+        got = probes.get(path)
+        if got is None:
+            try:
+                with open(path, "rb") as fh:
+                    text = fh.read().decode("utf-8", "replace")
+            except OSError:
+                text = ""
+            got = probes[path] = frozenset(
+                os.path.basename(n) for n in _HAS_INCLUDE.findall(text))
+        return got
+
     def stale(main: str, includes: dict[str, str], facts: TUFacts) -> bool:
-        return any(os.path.basename(inc) in added for inc in includes if inc != main) or any(
-            os.path.basename(m) in added for m in facts.missing_headers)
+        return (any(os.path.basename(inc) in added for inc in includes if inc != main)
+                or any(os.path.basename(m) in added for m in facts.missing_headers)
+                or any(not added.isdisjoint(probed(inc)) for inc in includes))
 
     carried = spliced = 0
     splices: dict[str, tuple[str, Splice, list[str]]] = {}  # path -> (key, it, includes)
@@ -426,6 +442,11 @@ def run(
     return RunResult(FactSet(tus), plan, problems, parsed=len(todo),
                      cached=cached, carried=carried, precompiled=len(precompiled),
                      spliced=spliced)
+
+
+# `__has_include("x.h")` / `__has_include(<x.h>)`: a file it finds absent
+# leaves no trace among the TU's includes or errors.
+_HAS_INCLUDE = re.compile(r"__has_include(?:_next)?\s*\(\s*[<\"]([^>\"]+)[>\"]")
 
 
 def _size(path: str) -> int:
