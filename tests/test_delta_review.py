@@ -8,13 +8,11 @@ import os
 
 import pytest
 
-from reviewer.model import load_model
-from reviewer.scan import scan
-
-from .test_delta import HEADER, LOCKED, OTHER, USER, _change, _facts, _fresh, _tree, _write
-from .test_scan import git
+from .test_delta import HEADER, LOCKED, OTHER, USER, _change, _facts, _fresh, _step, _tree, _write
+from .test_scan import git, scanned_and_fresh
 
 PROTO = "void dev_reset(DevState *s);"
+POKE = "\nstatic inline int dev_poke(void)\n{\n    return dev_helper();\n}"
 
 
 def test_splice_prototype_under_ifdef_set_by_one_tu(tmp_path: object) -> None:
@@ -22,78 +20,51 @@ def test_splice_prototype_under_ifdef_set_by_one_tu(tmp_path: object) -> None:
     under CFG_ONE, which only user.c sets (in a header of its own). dev.h
     gains an inline function calling dev_helper(): user.c's call must carry
     the annotation."""
-    d = os.path.join(str(tmp_path), "t")
-    cache = os.path.join(str(tmp_path), "cache")
-    _tree(d)
-    _write(os.path.join(d, "inc", "helper.h"),
-           "#ifndef HELPER_H\n#define HELPER_H\n#ifdef CFG_ONE\n"
-           "int coroutine_fn dev_helper(void);\n#else\nint dev_helper(void);\n#endif\n#endif\n")
-    dev = os.path.join(d, "hw", "dev.h")
-    with open(dev) as fh:
-        _write(dev, fh.read().replace('#include "qemu-stubs.h"',
-                                      '#include "qemu-stubs.h"\n#include "../inc/helper.h"'))
-    _write(os.path.join(d, "cfg", "one.h"), "#define CFG_ONE 1\n")
-    _write(os.path.join(d, "hw", "user.c"), '#include "../cfg/one.h"\n' + USER)
-    assert _facts(d, cache).parsed == 3
-    got = _facts(d, cache, _change(d, PROTO, PROTO + "\nstatic inline int dev_poke(void)\n"
-                                   "{\n    return dev_helper();\n}"))
-    assert got.facts.tus == _fresh(d, tmp_path)
+    _step(tmp_path, [
+        ("inc/helper.h", "#ifndef HELPER_H\n#define HELPER_H\n#ifdef CFG_ONE\n"
+         "int coroutine_fn dev_helper(void);\n#else\nint dev_helper(void);\n#endif\n#endif\n"),
+        ("hw/dev.h", HEADER.replace('#include "qemu-stubs.h"',
+                                    '#include "qemu-stubs.h"\n#include "../inc/helper.h"')),
+        ("cfg/one.h", "#define CFG_ONE 1\n"),
+        ("hw/user.c", '#include "../cfg/one.h"\n' + USER)],
+        "hw/dev.h", PROTO, PROTO + POKE)
 
 
 def test_splice_typedef_differs_per_tu(tmp_path: object) -> None:
     """`Ops` is a typedef of struct OpsA in user.c, of struct OpsB in the
     others; dev.h's new inline calls o->run(): callee OpsA.run vs OpsB.run."""
-    d = os.path.join(str(tmp_path), "t")
-    cache = os.path.join(str(tmp_path), "cache")
-    _tree(d)
-    _write(os.path.join(d, "cfg", "a.h"),
-           "struct OpsA { void (*run)(void); };\ntypedef struct OpsA Ops;\n")
-    _write(os.path.join(d, "cfg", "b.h"),
-           "struct OpsB { void (*run)(void); };\ntypedef struct OpsB Ops;\n")
-    _write(os.path.join(d, "hw", "user.c"), '#include "../cfg/a.h"\n' + USER)
-    _write(os.path.join(d, "hw", "other.c"), '#include "../cfg/b.h"\n' + OTHER)
-    _write(os.path.join(d, "hw", "locked.c"), '#include "../cfg/b.h"\n' + LOCKED)
-    assert _facts(d, cache).parsed == 3
-    got = _facts(d, cache, _change(d, PROTO, PROTO + "\nstatic inline void dev_run(Ops *o)\n"
-                                   "{\n    o->run();\n}"))
-    assert got.facts.tus == _fresh(d, tmp_path)
+    _step(tmp_path, [
+        ("cfg/a.h", "struct OpsA { void (*run)(void); };\ntypedef struct OpsA Ops;\n"),
+        ("cfg/b.h", "struct OpsB { void (*run)(void); };\ntypedef struct OpsB Ops;\n"),
+        ("hw/user.c", '#include "../cfg/a.h"\n' + USER),
+        ("hw/other.c", '#include "../cfg/b.h"\n' + OTHER),
+        ("hw/locked.c", '#include "../cfg/b.h"\n' + LOCKED)],
+        "hw/dev.h", PROTO, PROTO + "\nstatic inline void dev_run(Ops *o)\n{\n    o->run();\n}")
 
 
 def test_splice_callee_declared_in_main_file(tmp_path: object) -> None:
     """dev.h's new inline calls dev_helper(), which each TU declares itself
     before including dev.h: user.c as a static coroutine_fn."""
-    d = os.path.join(str(tmp_path), "t")
-    cache = os.path.join(str(tmp_path), "cache")
-    _tree(d)
-    _write(os.path.join(d, "hw", "user.c"),
-           '#include "qemu-stubs.h"\nstatic int coroutine_fn dev_helper(void)\n{\n'
-           "    return 0;\n}\n" + USER)
-    _write(os.path.join(d, "hw", "other.c"), "int dev_helper(void);\n" + OTHER)
-    _write(os.path.join(d, "hw", "locked.c"), "int dev_helper(void);\n" + LOCKED)
-    assert _facts(d, cache).parsed == 3
-    got = _facts(d, cache, _change(d, PROTO, PROTO + "\nstatic inline int dev_poke(void)\n"
-                                   "{\n    return dev_helper();\n}"))
-    assert got.facts.tus == _fresh(d, tmp_path)
+    _step(tmp_path, [
+        ("hw/user.c", '#include "qemu-stubs.h"\nstatic int coroutine_fn dev_helper(void)\n{\n'
+         "    return 0;\n}\n" + USER),
+        ("hw/other.c", "int dev_helper(void);\n" + OTHER),
+        ("hw/locked.c", "int dev_helper(void);\n" + LOCKED)],
+        "hw/dev.h", PROTO, PROTO + POKE)
 
 
 def test_splice_member_type_under_ifdef(tmp_path: object) -> None:
     """DevState.ops points to struct OpsA under CFG_ONE (set by user.c
     only), to struct OpsB otherwise; the new inline calls s->ops->run()."""
-    d = os.path.join(str(tmp_path), "t")
-    cache = os.path.join(str(tmp_path), "cache")
-    _tree(d)
-    dev = os.path.join(d, "hw", "dev.h")
-    with open(dev) as fh:
-        _write(dev, fh.read().replace(
+    _step(tmp_path, [
+        ("hw/dev.h", HEADER.replace(
             "typedef struct DevState {",
             "struct OpsA { void (*run)(void); };\nstruct OpsB { void (*run)(void); };\n"
             "typedef struct DevState {\n#ifdef CFG_ONE\n    struct OpsA *ops;\n#else\n"
-            "    struct OpsB *ops;\n#endif"))
-    _write(os.path.join(d, "hw", "user.c"), "#define CFG_ONE 1\n" + USER)
-    assert _facts(d, cache).parsed == 3
-    got = _facts(d, cache, _change(d, PROTO, PROTO + "\nstatic inline void dev_run(DevState *s)\n"
-                                   "{\n    s->ops->run();\n}"))
-    assert got.facts.tus == _fresh(d, tmp_path)
+            "    struct OpsB *ops;\n#endif")),
+        ("hw/user.c", "#define CFG_ONE 1\n" + USER)],
+        "hw/dev.h", PROTO,
+        PROTO + "\nstatic inline void dev_run(DevState *s)\n{\n    s->ops->run();\n}")
 
 
 PROTO = "void dev_reset(DevState *s);"
@@ -144,8 +115,6 @@ def test_a_header_renamed_to_where_an_include_looks_first(tmp_path: object,
     """The reverse of test_a_header_renamed_away_is_not_read_from_memory:
     hw/z.h is renamed to hw/x.h, which user.c's #include "x.h" now finds
     before ./x.h."""
-    import reviewer.scan
-    from reviewer.extract.runner import run
 
     d = os.path.join(str(tmp_path), "repo")
     os.makedirs(os.path.join(d, "hw"))
@@ -164,20 +133,9 @@ def test_a_header_renamed_to_where_an_include_looks_first(tmp_path: object,
             fh.write("int z4;\n")
         git(d, "add", "-A")
     git(d, "commit", "-qm", "rename")
-    seen: list[object] = []
-    real = reviewer.scan._extract
-
-    def spy(*a: object, **kw: object) -> object:
-        seen.append(real(*a, **kw))  # type: ignore[arg-type]
-        return seen[-1]
-
-    monkeypatch.setattr(reviewer.scan, "_extract", spy)
-    scan(d, f"{base}..HEAD", paths=["hw"], jobs=1, cache_dir=os.path.join(str(tmp_path), "c"),
-         model=load_model(), progress=False)
-    fresh = run(["hw"], root=d, cache_dir=os.path.join(str(tmp_path), "f"), jobs=1,
-                progress=False, use_cache=False)
-    assert any(c.callee_annotations for tu in fresh.facts.tus for c in tu.calls)
-    assert seen[-1].facts.tus == fresh.facts.tus  # type: ignore[attr-defined]
+    scanned, fresh = scanned_and_fresh(d, base, tmp_path, monkeypatch)
+    assert any(c.callee_annotations for tu in fresh for c in tu.calls)  # type: ignore[attr-defined]
+    assert scanned == fresh
 
 
 # A fourth review: line moves in a changed header that is not spliced.
@@ -189,8 +147,6 @@ KICK = ("static inline void dev_kick(DevState *s)\n{\n    bql_lock();\n"
 def test_line_map_ignores_a_commented_out_copy(tmp_path: object) -> None:
     """The change adds a commented-out copy of dev_kick() above it and a
     comment on its first line: the function must not move into the copy."""
-    from .test_delta import _step
-
     new = ("/*\n" + KICK + "*/\n\n"
            + KICK.replace("(DevState *s)\n", "(DevState *s) /* real */\n"))
     _step(tmp_path, [], "hw/dev.h", KICK, new)
@@ -199,8 +155,6 @@ def test_line_map_ignores_a_commented_out_copy(tmp_path: object) -> None:
 def test_body_split_over_an_included_file(tmp_path: object) -> None:
     """user_body()'s body comes from hw/body.inc, which the step changes:
     its statements carry no file of their own, so the TU is parsed."""
-    from .test_delta import _step
-
     inc = "if (s->level) {\n    bql_lock();\n}\n"
     user = USER + "void user_body(DevState *s)\n{\n#include \"body.inc\"\n}\n"
     _step(tmp_path, [("hw/body.inc", inc), ("hw/user.c", user)],
@@ -216,8 +170,6 @@ def test_body_split_over_an_included_file(tmp_path: object) -> None:
 ])
 def test_fragment_of_plain_statements(tmp_path: object, inc: str) -> None:
     """A body piece in a .inc with no call and no statement keyword first."""
-    from .test_delta import _step
-
     user = (USER + "int user_body(void)\n{\n    int ret = 0;\n#include \"body.inc\"\n"
             "    return ret;\n}\n")
     first = inc.split("\n")[0]
@@ -226,8 +178,6 @@ def test_fragment_of_plain_statements(tmp_path: object, inc: str) -> None:
 
 
 def test_line_value_equal_to_a_written_argument(tmp_path: object) -> None:
-    from .test_delta import _step
-
     h = HEADER.replace("    bql_lock();\n    s->level++;", "    bql_lock();\n    DEV_LOGV(22);"
                        ).replace("#define DEV_LOCKED(s)", "void dev_log(int line, ...);\n"
                                  "#define DEV_LOGV(...) dev_log(__LINE__, __VA_ARGS__)\n"
@@ -237,8 +187,6 @@ def test_line_value_equal_to_a_written_argument(tmp_path: object) -> None:
 
 
 def test_object_macro_spreading_arguments(tmp_path: object) -> None:
-    from .test_delta import _step
-
     h = HEADER.replace("    bql_lock();\n    s->level++;", "    bql_lock();\n    dev_log(HERE);"
                        ).replace("#define DEV_LOCKED(s)", "void dev_log(int line, ...);\n"
                                  "#define HERE __LINE__, 24\n#define DEV_LOCKED(s)")

@@ -39,8 +39,8 @@ from reviewer.extract.pch import in_scope
 _ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'", re.S)
 _STRING = re.compile(r"\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'")
+_INCLUDE = re.compile(r"#\s*include\s*([<\"])([^>\"]+)[>\"]")  # (delimiter, name)
 _DEFINE = re.compile(r"#\s*define\s+([A-Za-z_][A-Za-z0-9_]*)(.*)", re.S)
-_INCLUDE = re.compile(r"#\s*include\s*[<\"]([^>\"]+)[>\"]")
 _INERT = str.maketrans({"{": "\x01", "}": "\x02", "(": "\x03", ")": "\x04", ";": "\x05",
                         "[": "\x06", "]": "\x07", ",": "\x0e"})
 _FN_POINTER = re.compile(r"\(\s*\*\s*([A-Za-z_]\w*)\s*\)")
@@ -354,8 +354,6 @@ def declares_functions(old: str | None, new: str | None) -> bool:
             return True
     return False
 
-
-_INCLUDE_FORM = re.compile(r"#\s*include\s*([<\"])([^>\"]+)[>\"]")
 
 
 def identifiers(text: str) -> set[str]:
@@ -796,10 +794,13 @@ class Carrier:
                 self._lines[rel] = line_map(self._old(path) or "", self.text(path) or "")
             maps[rel] = self._lines[rel]
         if any(not p.endswith(".h") or body_fragment(self._old(p) or "")
-               or body_fragment(self.text(p) or "") for p in changed if self._rel(p) in maps):
+               or body_fragment(self.text(p) or "") for p in changed if self._rel(p) in maps
+               ) or any(c.file in maps and c.caller_file and c.caller_file != c.file
+                        for c in facts.calls):
             # Perhaps statements some function #includes into its body
-            # (x.inc, x.c.inc; a .h of statements): their facts carry no file
-            # of their own, and would be moved by the wrong map.
+            # (x.inc, x.c.inc; a .h of statements, or one holding a call made
+            # from another file's function): their facts carry no file of
+            # their own, and would be moved by the wrong map.
             return None
         try:
             moved = _moved(facts, maps, functools.partial(self._line_arg, includes))
@@ -826,7 +827,7 @@ class Carrier:
                  dirs: tuple[tuple[str, ...], tuple[str, ...]] | None) -> str | None:
         """The file an #include in `src` opens, searched as the compiler
         searches: the includer's directory first for "...", then the flags'."""
-        m = _INCLUDE_FORM.match(item)
+        m = _INCLUDE.match(item)
         if m is None:
             return None
         if dirs is None:
@@ -1138,13 +1139,6 @@ def _moved(facts: TUFacts, maps: dict[str, dict[int, int]],
         return replace(n, line=ln(file, n.line),
                        branches=tuple(tuple(node(x, file) for x in br) for br in n.branches))
 
-    # Part of a function body in a changed file (`#include "x.inc"` inside
-    # the body): its statements carry no file of their own and would be
-    # moved by the wrong map. Seen by a call located there, or by the file
-    # being statements rather than declarations (maps_fragments).
-    if any(c.file in maps and c.caller_file and c.caller_file != c.file
-           for c in facts.calls):
-        raise KeyError("a body spans files")
 
     if not any(f.file in maps for f in facts.functions) and not any(
             c.file in maps for c in facts.calls) and not any(
