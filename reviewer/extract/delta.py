@@ -43,6 +43,7 @@ _INCLUDE = re.compile(r"#\s*include\s*([<\"])([^>\"]+)[>\"]")  # (delimiter, nam
 _DEFINE = re.compile(r"#\s*define\s+([A-Za-z_][A-Za-z0-9_]*)(.*)", re.S)
 _INERT = str.maketrans({"{": "\x01", "}": "\x02", "(": "\x03", ")": "\x04", ";": "\x05",
                         "[": "\x06", "]": "\x07", ",": "\x0e"})
+_PUNCT = re.compile(r"[()\[\]{};]")
 _FN_POINTER = re.compile(r"\(\s*\*\s*([A-Za-z_]\w*)\s*\)")
 _MACRO_CALL = re.compile(r"^[A-Za-z_]\w*\s*\(.*\)\s*;?$")
 _DIRECTIVE_LINE = re.compile(r"^[ \t]*#[ \t]*([a-z]+)((?:[^\n]*\\\n)*[^\n]*)", re.M)
@@ -98,7 +99,17 @@ def _items(text: str) -> tuple[str, ...]:
             out.append(" ".join(directive.split()))
             i += 1
             continue
-        for ch in line:
+        # Only brackets and `;` matter: the text between them goes in whole.
+        pos = 0
+        for m in _PUNCT.finditer(line):
+            k = m.start()
+            if k > pos:
+                chunk = line[pos:k]
+                cur.append(chunk)
+                if depth == 0 and chunk.rstrip():
+                    last = chunk.rstrip()[-1]
+            pos = k + 1
+            ch = line[k]
             cur.append(ch)
             if ch in "([{":
                 if ch == "{" and depth == 0 and last == ")":
@@ -111,12 +122,18 @@ def _items(text: str) -> tuple[str, ...]:
                     _flush(cur, out)
                     last = ""
                     continue
-            elif ch == ";" and depth == 0:
-                _flush(cur, out)
-                last = ""
-                continue
-            if depth == 0 and not ch.isspace():
+            else:  # `;`
+                if depth == 0:
+                    _flush(cur, out)
+                    last = ""
+                    continue
+            if depth == 0:
                 last = ch
+        if pos < len(line):
+            chunk = line[pos:]
+            cur.append(chunk)
+            if depth == 0 and chunk.rstrip():
+                last = chunk.rstrip()[-1]
         cur.append(" ")
         i += 1
     _flush(cur, out)
@@ -597,6 +614,8 @@ class Carrier:
         self._lines: dict[str, dict[int, int]] = {}
         self._fn_change: dict[str, bool] = {}
         self._idmemo: dict[str, frozenset[str]] = {}
+        self._bodies: dict[str, list[tuple[str, str]]] = {}  # macro -> (file, body)
+        self._bodies_of: set[str] = set()  # the files in _bodies
 
     def text(self, path: str) -> str | None:
         if path not in self._text and path in self.unsaved:
@@ -852,22 +871,29 @@ class Carrier:
         (DECLARE_OBJ_CHECKERS -> ... -> OBJECT_CHECK ->
         object_dynamic_cast_assert(..., __FILE__, __LINE__, __func__))? Every
         body reached that calls the callee must say so."""
-        defs: dict[str, list[str]] = {}
+        # The macros of every file read so far, indexed once per run (each TU
+        # asking would otherwise read its few hundred headers' tables again).
         for inc in includes:
-            for name, body in macro_bodies(self.text(inc) or "").items():
-                defs.setdefault(name, []).append(body)
+            if inc not in self._bodies_of:
+                self._bodies_of.add(inc)
+                for name, body in macro_bodies(self.text(inc) or "").items():
+                    self._bodies.setdefault(name, []).append((inc, body))
+
+        def defs(name: str) -> list[str]:
+            return [body for path, body in self._bodies.get(name, ()) if path in includes]
         seen: set[str] = set()
         todo = [c.macro]
         found: list[str | None] = []
+        call = re.compile(r"\b" + re.escape(c.callee) + r"\s*\(")
         while todo and len(seen) < 64:
             name = todo.pop()
             if name in seen:
                 continue
             seen.add(name)
-            for body in defs.get(name, ()):
-                if re.search(r"\b" + re.escape(c.callee) + r"\s*\(", body):
+            for body in defs(name):
+                if call.search(body):
                     found.append(_arg_in_body(body, c.callee, i))
-                todo += [x for x in _ID.findall(body) if x in defs and x not in seen]
+                todo += [x for x in _ID.findall(body) if x not in seen and defs(x)]
         return bool(found) and all(a == "__LINE__" for a in found)
 
     def _top_layout(self, path: str) -> tuple[frozenset[str], frozenset[str]]:
