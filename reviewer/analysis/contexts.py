@@ -127,33 +127,54 @@ class Contexts:
         for reg in self.p.registrations:
             if reg.context == "coroutine":
                 coroutine_regs.setdefault((reg.site.fn, reg.site.index), []).append(reg.target)
+        # What a state leads to depends on its function, BQL state, valuation
+        # and bindings, not on its context: a function reached from several
+        # threads and main-loop callbacks resolves its calls once.
+        moves: dict[tuple[str, int, Valuation, Bindings], list[tuple[
+            str, int, Valuation, Bindings, Site, str]]] = {}
         while queue:
             st = queue.popleft()
             self.by_fn.setdefault(st.fn, []).append(st)
-            info = self.p.functions[st.fn]
-            flow = self.bql.flow(st.fn, st.bql, st.val)
-            caller_val = dict(st.val)
-            for idx, site in info.sites.items():
-                mask = flow.at_call.get(idx, 0)
-                if not mask:
-                    continue
-                for target in coroutine_regs.get((st.fn, idx), ()):
+            k = (st.fn, st.bql, st.val, st.obj)
+            out = moves.get(k)
+            if out is None:
+                out = moves[k] = self._moves(st, coroutine_regs)
+            for target, b, val, obj, site, how in out:
+                if how == "coroutine":
                     ctx = st.ctx if st.ctx.startswith("coroutine") else f"coroutine in {st.ctx}"
-                    for b in _bits(mask):
-                        self._push(queue, State(target, ctx, b), Step(st, site, "coroutine"))
-                keys, why = self.p.callees(site)
-                narrowed = self.p.object_callees(site.call, st.obj)
-                if narrowed is not None:
-                    keys, why = narrowed, ""
-                if why and site.call.via != "direct":
-                    self.unresolved[(st.fn, idx)] = why
-                for key in keys:
-                    callee = self.p.functions[key]
-                    val = self.bql.callee_valuation(site.call, callee, caller_val)
-                    obj = self.p.callee_bindings(site.call, info, callee, st.obj)
-                    how = "field" if site.call.via == "field" else "call"
-                    for b in _bits(mask):
-                        self._push(queue, State(key, st.ctx, b, val, obj), Step(st, site, how))
+                    self._push(queue, State(target, ctx, b), Step(st, site, how))
+                else:
+                    self._push(queue, State(target, st.ctx, b, val, obj), Step(st, site, how))
+
+    def _moves(self, st: State, coroutine_regs: dict[tuple[str, int], list[str]]
+               ) -> list[tuple[str, int, Valuation, Bindings, Site, str]]:
+        """The states `st` leads to, in order, less their context:
+        (function, BQL state, valuation, bindings, site, how)."""
+        out: list[tuple[str, int, Valuation, Bindings, Site, str]] = []
+        info = self.p.functions[st.fn]
+        flow = self.bql.flow(st.fn, st.bql, st.val)
+        caller_val = dict(st.val)
+        for idx, site in info.sites.items():
+            mask = flow.at_call.get(idx, 0)
+            if not mask:
+                continue
+            for target in coroutine_regs.get((st.fn, idx), ()):
+                for b in _bits(mask):
+                    out.append((target, b, (), (), site, "coroutine"))
+            keys, why = self.p.callees(site)
+            narrowed = self.p.object_callees(site.call, st.obj)
+            if narrowed is not None:
+                keys, why = narrowed, ""
+            if why and site.call.via != "direct":
+                self.unresolved[(st.fn, idx)] = why
+            for key in keys:
+                callee = self.p.functions[key]
+                val = self.bql.callee_valuation(site.call, callee, caller_val)
+                obj = self.p.callee_bindings(site.call, info, callee, st.obj)
+                how = "field" if site.call.via == "field" else "call"
+                for b in _bits(mask):
+                    out.append((key, b, val, obj, site, how))
+        return out
 
     def _push(self, queue: deque[State], st: State, step: Step) -> None:
         if st not in self.steps:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reviewer.errors import UserError
-from reviewer.extract.cache import ContentHashes, FactCache, Memo, default_cache_dir
+from reviewer.extract.cache import ContentHashes, FactCache, Memo, default_cache_dir, gc_paused
 from reviewer.extract.delta import Carrier, Splice, header_facts, splice_class, splice_headers
 from reviewer.extract.facts import FactSet, TUFacts
 from reviewer.extract.flags import FlagPlan, include_search, plan_flags
@@ -242,6 +242,10 @@ def _child(job: Job, fd: int, memory: int) -> None:
     code = 0
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+        # What the parent held (a scan's facts of every TU so far) is never
+        # garbage here: the collector's passes would walk it, and copy its
+        # pages, for each TU. Only what this child makes is collected.
+        gc.freeze()
         _limit_memory(memory)
         try:
             from reviewer.extract import clangwalk
@@ -854,7 +858,7 @@ def _collect_child(job: Job, status: tuple[int | None, int | None], data: bytes,
                    memory: int) -> tuple[TUFacts, list[str]]:
     code, sig = status
     if code == 0 and data:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception), gc_paused():  # ~100,000 acyclic objects
             facts, includes = pickle.loads(data)
             if isinstance(facts, TUFacts) and isinstance(includes, list):
                 return facts, includes
