@@ -206,3 +206,23 @@ def test_a_file_added_that_has_include_tests(tmp_path: object) -> None:
     _write(added, "int coroutine_fn xval(void);\n")
     got = _facts(d, cache, {added: None})
     assert got.facts.tus == _fresh(d, tmp_path)
+
+
+def test_line_arg_does_not_depend_on_the_tus_asked_before(tmp_path: object) -> None:
+    """A macro defined in two headers: which definition the bounded walk
+    through macro bodies follows first is the TU's include order, whatever
+    TU asked before (a seventh-session review: the run-wide index of macro
+    bodies had its own order)."""
+    from reviewer.extract.delta import Carrier
+    from reviewer.extract.facts import Call
+
+    root = str(tmp_path)
+    chain = "".join(f"#define A{k} A{k + 1}\n" for k in range(80))
+    x, y = os.path.join(root, "x.h"), os.path.join(root, "y.h")
+    _write(x, "#define M P\n#define P A0\n" + chain)
+    _write(y, "#define M Q\n#define Q f(a, __LINE__)\n")
+    call = Call(caller="g", callee="f", via="direct", file="t.c", line=1, col=1, macro="M")
+    alone = Carrier(root, (), {x: b""})._line_arg({y: "h", x: "h"}, call, 1)
+    shared = Carrier(root, (), {x: b""})
+    shared._line_arg({x: "h", y: "h"}, call, 1)
+    assert shared._line_arg({y: "h", x: "h"}, call, 1) == alone

@@ -879,8 +879,14 @@ class Carrier:
                 for name, body in macro_bodies(self.text(inc) or "").items():
                     self._bodies.setdefault(name, []).append((inc, body))
 
+        # In the TU's include order, as a table of its own would have them:
+        # the walk below stops after 64 names, and which definition of a name
+        # comes first must not depend on the TUs asked before this one.
+        rank = {p: k for k, p in enumerate(includes)}
+
         def defs(name: str) -> list[str]:
-            return [body for path, body in self._bodies.get(name, ()) if path in includes]
+            return [body for _, body in sorted((rank[path], body) for path, body
+                                               in self._bodies.get(name, ()) if path in rank)]
         seen: set[str] = set()
         todo = [c.macro]
         found: list[str | None] = []

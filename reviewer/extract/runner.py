@@ -244,7 +244,8 @@ def _child(job: Job, fd: int, memory: int) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
         # What the parent held (a scan's facts of every TU so far) is never
         # garbage here: the collector's passes would walk it, and copy its
-        # pages, for each TU. Only what this child makes is collected.
+        # pages, for each TU. Only what this child makes is collected (a
+        # zygote's children run with the collector off, as the zygote does).
         gc.freeze()
         _limit_memory(memory)
         try:
