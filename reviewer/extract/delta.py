@@ -457,6 +457,7 @@ def declared_in(text: str) -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(defined), frozenset(declared)
 
 
+@functools.lru_cache(maxsize=4096)
 def mentions(text: str) -> frozenset[str]:
     """Every name a file could declare or define: its code's identifiers and
     its macros (a cheap superset of declared_in, to skip most headers)."""
@@ -607,10 +608,8 @@ class Carrier:
         self._text: dict[str, str | None] = {}
         self._macros: dict[str, dict[str, frozenset[str]]] = {}
         self._names: dict[tuple[object, ...], frozenset[str] | None] = {}
-        self._cond_memo: dict[str, frozenset[str]] = {}
         self._stem_memo: dict[str, frozenset[str]] = {}
         self._top_memo: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
-        self._mention_memo: dict[str, frozenset[str]] = {}
         self._lines: dict[str, dict[int, int]] = {}
         self._fn_change: dict[str, bool] = {}
         self._idmemo: dict[str, frozenset[str]] = {}
@@ -690,10 +689,7 @@ class Carrier:
             # uses: that header may now declare something else.
             tested: set[str] = set()
             for inc in includes:
-                got_c = self._cond_memo.get(inc)
-                if got_c is None:
-                    got_c = self._cond_memo[inc] = conditions(self.text(inc) or "")
-                tested |= got_c
+                tested |= conditions(self.text(inc) or "")
             if names & visible(tested, macro_map):
                 return None
             # A macro the change defines or removes, used in a declaration of
@@ -914,9 +910,6 @@ class Carrier:
             got = self._stem_memo[path] = macro_call_args(self._old(path), self.text(path))
         return got
 
-    def _declared_in(self, path: str) -> tuple[frozenset[str], frozenset[str]]:
-        return declared_in(self.text(path) or "")
-
     def same_meaning(self, a: Splice, b: Splice) -> bool:
         """Do the names the change uses mean the same in both TUs? The files
         only one of them includes, and either main file, define none of them
@@ -930,7 +923,7 @@ class Carrier:
         tested: set[str] = set()
         for path in a.includes | b.includes:
             t = self.text(path) or ""
-            if relevant.isdisjoint(self._mentions(path, t)):
+            if relevant.isdisjoint(mentions(t)):
                 continue
             defined, declared = declared_in(t)
             if not relevant.isdisjoint(defined) or not relevant.isdisjoint(declared):
@@ -939,19 +932,13 @@ class Carrier:
         plain = relevant - a.macros - b.macros
         for path in (a.includes ^ b.includes) | {a.main, b.main}:
             t = self.text(path) or ""
-            m = self._mentions(path, t)
+            m = mentions(t)
             if macro_names.isdisjoint(m) and plain.isdisjoint(m):
                 continue
             defined, declared = declared_in(t)
             if defined & macro_names or declared & plain:
                 return False
         return True
-
-    def _mentions(self, path: str, text: str) -> frozenset[str]:
-        got = self._mention_memo.get(path)
-        if got is None:
-            got = self._mention_memo[path] = mentions(text)
-        return got
 
 
 # Expand differently in each TU whatever the header says: a header's facts

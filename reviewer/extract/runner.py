@@ -324,11 +324,9 @@ def run(
     def probed(path: str) -> frozenset[str]:
         got = probes.get(path)
         if got is None:
-            try:
-                with open(path, "rb") as fh:
-                    text = fh.read().decode("utf-8", "replace")
-            except OSError:
-                text = ""
+            # Files are added only in a step with `previous`: the carrier,
+            # which reads each file once (unsaved contents first), is there.
+            text = (carrier.text(path) if carrier is not None else None) or ""
             got = probes[path] = frozenset(
                 os.path.basename(n) for n in _HAS_INCLUDE.findall(text))
         return got
