@@ -65,7 +65,7 @@ def test_changed_names() -> None:
     cond = HEADER.replace("void dev_reset(DevState *s);",
                           "#ifdef CONFIG_X\nvoid dev_reset(DevState *s);\n#endif")
     assert changed_names(HEADER, cond) is None
-    include = HEADER.replace('#include "qemu-stubs.h"', '#include "qemu-stubs.h"\n#include "b.h"')
+    include = with_include(HEADER, "b.h")
     assert changed_names(HEADER, include) is None
     # An added #include counts for the names the header it opens brings.
     assert changed_names(HEADER, include, lambda item: frozenset()) == frozenset()
@@ -294,6 +294,17 @@ def _write(path: str, text: str) -> None:
         fh.write(text)
 
 
+def with_include(header: str, name: str) -> str:
+    """A version of the test header that also includes `name`, after qemu-stubs.h."""
+    return header.replace('#include "qemu-stubs.h"', f'#include "qemu-stubs.h"\n#include "{name}"')
+
+
+def _include_in_dev(d: str, name: str) -> None:
+    dev = os.path.join(d, "hw", "dev.h")
+    with open(dev) as fh:
+        _write(dev, with_include(fh.read(), name))
+
+
 def test_splice_needs_the_same_meaning_for_the_new_code(tmp_path: object,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Two TUs whose old facts of the header agree, but where the header's
@@ -369,10 +380,7 @@ def test_splice_follows_the_conditions_a_macro_is_defined_under(tmp_path: object
     _write(os.path.join(d, "hw", "helper.h"),
            "#ifdef CFG_ONE\n#define dev_helper dev_helper_one\n#endif\n"
            "void dev_helper(void);\nvoid dev_helper_one(void);\n")
-    dev = os.path.join(d, "hw", "dev.h")
-    with open(dev) as fh:
-        _write(dev, fh.read().replace('#include "qemu-stubs.h"',
-                                      '#include "qemu-stubs.h"\n#include "helper.h"'))
+    _include_in_dev(d, "helper.h")
     _write(os.path.join(d, "cfg", "one.h"), "#define CFG_ONE 1\n")
     _write(os.path.join(d, "hw", "user.c"), '#include "../cfg/one.h"\n' + USER)
     assert _facts(d, cache).parsed == 3
@@ -405,10 +413,7 @@ def _added_include_tree(d: str) -> None:
     _write(os.path.join(d, "inc", "cond.h"),
            "#ifndef COND_H\n#define COND_H\n#ifdef EXTRA_CORO\nint coroutine_fn cond_fn(void);\n"
            "#else\nint cond_fn(void);\n#endif\n#endif\n")
-    dev = os.path.join(d, "hw", "dev.h")
-    with open(dev) as fh:
-        _write(dev, fh.read().replace('#include "qemu-stubs.h"',
-                                      '#include "qemu-stubs.h"\n#include "../inc/cond.h"'))
+    _include_in_dev(d, "../inc/cond.h")
     with open(os.path.join(d, "hw", "user.c"), "a") as fh:
         fh.write("int user_cond(void)\n{\n    return cond_fn();\n}\n")
 

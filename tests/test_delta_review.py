@@ -8,8 +8,20 @@ import os
 
 import pytest
 
-from .test_delta import HEADER, LOCKED, OTHER, USER, _change, _facts, _fresh, _step, _tree, _write
-from .test_scan import git, scanned_and_fresh
+from .test_delta import (
+    HEADER,
+    LOCKED,
+    OTHER,
+    USER,
+    _change,
+    _facts,
+    _fresh,
+    _step,
+    _tree,
+    _write,
+    with_include,
+)
+from .test_scan import committed_repo, git, scanned_and_fresh
 
 PROTO = "void dev_reset(DevState *s);"
 POKE = "\nstatic inline int dev_poke(void)\n{\n    return dev_helper();\n}"
@@ -23,8 +35,7 @@ def test_splice_prototype_under_ifdef_set_by_one_tu(tmp_path: object) -> None:
     _step(tmp_path, [
         ("inc/helper.h", "#ifndef HELPER_H\n#define HELPER_H\n#ifdef CFG_ONE\n"
          "int coroutine_fn dev_helper(void);\n#else\nint dev_helper(void);\n#endif\n#endif\n"),
-        ("hw/dev.h", HEADER.replace('#include "qemu-stubs.h"',
-                                    '#include "qemu-stubs.h"\n#include "../inc/helper.h"')),
+        ("hw/dev.h", with_include(HEADER, "../inc/helper.h")),
         ("cfg/one.h", "#define CFG_ONE 1\n"),
         ("hw/user.c", '#include "../cfg/one.h"\n' + USER)],
         "hw/dev.h", PROTO, PROTO + POKE)
@@ -117,16 +128,10 @@ def test_a_header_renamed_to_where_an_include_looks_first(tmp_path: object,
     before ./x.h."""
 
     d = os.path.join(str(tmp_path), "repo")
-    os.makedirs(os.path.join(d, "hw"))
-    for rel, text in (("hw/z.h", "int coroutine_fn xval(void);\nint z1;\nint z2;\nint z3;\n"),
-                      ("x.h", "int xval(void);\n"),
-                      ("hw/user.c", '#include "x.h"\nint user(void)\n{\n    return xval();\n}\n')):
-        with open(os.path.join(d, rel), "w") as fh:
-            fh.write(text)
-    git(d, "init", "-q")
-    git(d, "add", "-A")
-    git(d, "commit", "-qm", "base")
-    base = git(d, "rev-parse", "HEAD").strip()
+    base = committed_repo(d, {
+        "hw/z.h": "int coroutine_fn xval(void);\nint z1;\nint z2;\nint z3;\n",
+        "x.h": "int xval(void);\n",
+        "hw/user.c": '#include "x.h"\nint user(void)\n{\n    return xval();\n}\n'})
     git(d, "mv", "hw/z.h", "hw/x.h")
     if kind == "rename-edit":
         with open(os.path.join(d, "hw", "x.h"), "a") as fh:

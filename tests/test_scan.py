@@ -47,6 +47,18 @@ def git(path: str, *args: str) -> str:
                           check=True, env=env).stdout.strip()
 
 
+def committed_repo(d: str, files: dict[str, str]) -> str:
+    """A repository at d whose one commit holds these files; its SHA."""
+    for rel, text in files.items():
+        os.makedirs(os.path.dirname(os.path.join(d, rel)), exist_ok=True)
+        with open(os.path.join(d, rel), "w") as fh:
+            fh.write(text)
+    git(d, "init", "-q")
+    git(d, "add", "-A")
+    git(d, "commit", "-qm", "base")
+    return git(d, "rev-parse", "HEAD").strip()
+
+
 @pytest.fixture(scope="module")
 def series(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[str]]:
     d = str(tmp_path_factory.mktemp("scan") / "repo")
@@ -487,16 +499,10 @@ def test_a_header_renamed_away_is_not_read_from_memory(tmp_path: object,
     next header of that name instead (tests/test_delta.py's review series)."""
 
     d = os.path.join(str(tmp_path), "repo")
-    os.makedirs(os.path.join(d, "hw"))
-    for rel, text in (("hw/x.h", "int coroutine_fn xval(void);\n"),
-                      ("x.h", "int xval(void);\n"),  # next in line: -iquote <root>
-                      ("hw/user.c", '#include "x.h"\nint user(void)\n{\n    return xval();\n}\n')):
-        with open(os.path.join(d, rel), "w") as fh:
-            fh.write(text)
-    git(d, "init", "-q")
-    git(d, "add", "-A")
-    git(d, "commit", "-qm", "base")
-    base = git(d, "rev-parse", "HEAD").strip()
+    base = committed_repo(d, {
+        "hw/x.h": "int coroutine_fn xval(void);\n",
+        "x.h": "int xval(void);\n",  # next in line: -iquote <root>
+        "hw/user.c": '#include "x.h"\nint user(void)\n{\n    return xval();\n}\n'})
     git(d, "mv", "hw/x.h", "hw/z.h")
     git(d, "commit", "-qm", "rename")
     scanned, fresh = scanned_and_fresh(d, base, tmp_path, monkeypatch)
