@@ -5,9 +5,12 @@ calls resolve to, and on their flows (bql.py). From one patch of a series to
 the next most functions keep all three, and their flows are reused instead of
 computed again: that is about half of the analysis of migration/.
 
-A flow is reused only for a function that is defined by the same TU facts as
-before (its TU was not parsed, carried or spliced again), whose direct calls
-resolve to the same keys, and whose callees are all reused too. Functions on a
+A flow is reused only for a function whose own facts are those it had before
+(its Function, and the TU's calls its body names by index: what the flow
+reads), whose direct calls resolve to the same keys, and whose callees are all
+reused too. Its TU may have been parsed, carried or spliced again: a header
+change that moved nothing in this function, or an edit to another function of
+the file that kept its calls' indices, leaves its flow as it was. Functions on a
 cycle of direct calls, or calling into one, are always computed again: there
 a flow depends on where the cycle was entered (the recursion cut in
 BqlAnalysis.flow), that is on the order of the queries, and the order is only
@@ -23,9 +26,13 @@ from dataclasses import dataclass
 
 from reviewer.analysis.bql import Flow, Valuation
 from reviewer.analysis.program import Program
+from reviewer.extract.facts import Call, Function
+from reviewer.model.classify import iter_nodes
 
 FlowKey = tuple[str, int, Valuation]
-Shape = tuple[str, tuple[str, ...]]  # (the file of its TU, resolved direct callees)
+# (the file of its TU, resolved direct callees, its Function, its TU's calls):
+# what its flow reads of the program besides its callees' flows.
+Shape = tuple[str, tuple[str, ...], Function, tuple[Call, ...]]
 
 
 @dataclass
@@ -44,8 +51,19 @@ def _shapes(program: Program) -> dict[str, Shape]:
         for site in info.sites.values():
             if site.call.via == "direct":  # what BqlAnalysis follows
                 callees.update(k for k in program.callees(site)[0] if k != key)
-        out[key] = (info.tu.file, tuple(sorted(callees)))
+        out[key] = (info.tu.file, tuple(sorted(callees)), info.fact, info.tu.calls)
     return out
+
+
+def _same(old: Shape, new: Shape) -> bool:
+    """Would the function's flow read the same facts? Its Function (the call
+    indices in its body included) and the calls at those indices."""
+    if old[:3] != new[:3]:
+        return False
+    if old[3] is new[3]:
+        return True
+    a, b = old[3], new[3]
+    return all(n.call < 0 or a[n.call] == b[n.call] for n in iter_nodes(new[2].body))
 
 
 def _on_cycles(shapes: dict[str, Shape]) -> set[str]:
@@ -54,7 +72,7 @@ def _on_cycles(shapes: dict[str, Shape]) -> set[str]:
     # what remains is on a cycle or reaches one.
     callers: dict[str, list[str]] = {}
     left: dict[str, int] = {}
-    for key, (_, callees) in shapes.items():
+    for key, (_, callees, _, _) in shapes.items():
         inside = [c for c in callees if c in shapes]
         left[key] = len(inside)
         for c in inside:
@@ -73,7 +91,8 @@ def reusable(program: Program, memo: FlowMemo | None, changed: set[str]
              ) -> tuple[dict[FlowKey, Flow], dict[str, Shape], set[str]]:
     """(the memo's flows that hold for `program`, its shapes, the functions
     on or into cycles). `changed`: files of the TUs whose facts are not the
-    ones the memo's version was analysed with."""
+    ones the memo's version was analysed with: the others are the same
+    objects, and their functions' facts need no comparing."""
     shapes = _shapes(program)
     cyclic = _on_cycles(shapes)
     if memo is None:
@@ -88,8 +107,10 @@ def reusable(program: Program, memo: FlowMemo | None, changed: set[str]
             if key in clean:
                 continue
             shape = shapes.get(key)
-            if (shape is None or key in cyclic or shape[0] in changed
-                    or memo.shapes.get(key) != shape):
+            old = memo.shapes.get(key)
+            if (shape is None or key in cyclic or old is None
+                    or not (old[:2] == shape[:2] if shape[0] not in changed
+                            else _same(old, shape))):
                 clean[key] = False
                 continue
             if not expanded:
