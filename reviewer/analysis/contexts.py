@@ -87,6 +87,7 @@ class Contexts:
         # choosing the shortest chain among a function's states no longer
         # walks every chain (117,000 walks per scan of the threadify series).
         self._length: dict[State, int] = {}
+        self._chains: dict[State, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self.by_fn: dict[str, list[State]] = {}
         self.unresolved: dict[tuple[str, int], str] = {}  # (fn, call idx) -> why
         self._given_roots = roots
@@ -197,20 +198,31 @@ class Contexts:
             cur = step.parent
 
     def chain(self, st: State) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        names: list[str] = []
-        vias: list[str] = []
+        """The witness chain of `st` from its root: (function names, how each
+        was reached). Kept per state: a scan asks for every function's chains
+        in every version, and chains share their beginnings."""
+        got = self._chains.get(st)
+        if got is not None:
+            return got
+        # Up to the nearest state whose chain is known (or the root), then
+        # down again extending it, without recursion.
+        path: list[State] = []
         cur: State | None = st
-        while cur is not None:
-            step = self.steps[cur]
-            names.append(self.p.functions[cur.fn].name)
+        while cur is not None and cur not in self._chains:
+            path.append(cur)
+            cur = self.steps[cur].parent
+        names, vias = self._chains[cur] if cur is not None else ((), ())
+        for s in reversed(path):
+            step = self.steps[s]
             if step.how.startswith("root:"):
-                vias.append(step.how[5:])
+                via = step.how[5:]
             elif step.how == "field" and step.site is not None:
-                vias.append(f"via {step.site.call.callee}")
+                via = f"via {step.site.call.callee}"
             else:
-                vias.append(step.how)
-            cur = step.parent
-        return tuple(reversed(names)), tuple(reversed(vias))
+                via = step.how
+            names, vias = (*names, self.p.functions[s.fn].name), (*vias, via)
+            self._chains[s] = (names, vias)
+        return names, vias
 
     def reaches(self, key: str) -> list[Reach]:
         """Contexts of a function, merged over valuations, shortest chain first."""
