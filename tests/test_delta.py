@@ -10,7 +10,8 @@ import shutil
 import pytest
 
 from reviewer.extract.delta import changed_names
-from reviewer.extract.runner import run
+from reviewer.extract.facts import TUFacts
+from reviewer.extract.runner import RunResult, run
 
 from .conftest import FIXTURES
 
@@ -218,14 +219,19 @@ def test_splice_needs_the_same_header_facts(tmp_path: object) -> None:
     assert got.facts.tus == _facts(d, cache, use_cache=False).facts.tus
 
 
-def test_out_of_scope_header(tmp_path: object) -> None:
-    """A header outside the scope: a prototype nobody calls changes nothing."""
+def _out_of_scope_step(tmp_path: object, user_extra: str = "") -> tuple[RunResult, list[TUFacts]]:
+    """dev.h and qemu-stubs.h moved out of the scope (to include/), user.c
+    with `user_extra` appended, cached; then dev.h gains a prototype nobody
+    calls: (the run with the carry-over, a fresh parse's TUs)."""
     d = os.path.join(str(tmp_path), "t")
     cache = os.path.join(str(tmp_path), "cache")
     _tree(d)
     os.makedirs(os.path.join(d, "include"))
     shutil.move(os.path.join(d, "hw", "dev.h"), os.path.join(d, "include", "dev.h"))
     shutil.move(os.path.join(d, "hw", "qemu-stubs.h"), os.path.join(d, "include"))
+    if user_extra:
+        with open(os.path.join(d, "hw", "user.c"), "a") as fh:
+            fh.write(user_extra)
 
     def facts(previous=None, use_cache=True):  # type: ignore[no-untyped-def]
         return run(["hw/user.c", "hw/other.c", "hw/locked.c"], root=d, cache_dir=cache,
@@ -235,12 +241,16 @@ def test_out_of_scope_header(tmp_path: object) -> None:
     path = os.path.join(d, "include", "dev.h")
     with open(path, "rb") as fh:
         before = fh.read()
-    with open(path, "w") as fh:
-        fh.write(before.decode().replace("void dev_reset(DevState *s);",
+    _write(path, before.decode().replace("void dev_reset(DevState *s);",
                                          "void dev_reset(DevState *s);\nvoid dev_stop(void);"))
-    got = facts({path: before})
+    return facts({path: before}), list(facts(use_cache=False).facts.tus)
+
+
+def test_out_of_scope_header(tmp_path: object) -> None:
+    """A header outside the scope: a prototype nobody calls changes nothing."""
+    got, fresh = _out_of_scope_step(tmp_path)
     assert (got.parsed, got.carried) == (0, 3)
-    assert got.facts.tus == facts(use_cache=False).facts.tus
+    assert list(got.facts.tus) == fresh
 
 
 def test_check_carries_facts_across_a_staged_header(tmp_path: object,
@@ -507,28 +517,9 @@ def test_names_in_string_literals_are_no_uses(tmp_path: object) -> None:
 
     assert identifiers('e = "inflate init failed"; /* open */ c = \'x\'; int y;') == {
         "e", "c", "int", "y"}
-    d = os.path.join(str(tmp_path), "t")
-    cache = os.path.join(str(tmp_path), "cache")
-    _tree(d)
-    os.makedirs(os.path.join(d, "include"))
-    shutil.move(os.path.join(d, "hw", "dev.h"), os.path.join(d, "include", "dev.h"))
-    shutil.move(os.path.join(d, "hw", "qemu-stubs.h"), os.path.join(d, "include"))
-    with open(os.path.join(d, "hw", "user.c"), "a") as fh:
-        fh.write('const char *user_why = "dev_stop failed";\n')
-
-    def facts(previous=None, use_cache=True):  # type: ignore[no-untyped-def]
-        return run(["hw/user.c", "hw/other.c", "hw/locked.c"], root=d, cache_dir=cache,
-                   use_cache=use_cache, jobs=1, progress=False, previous=previous)
-
-    assert facts().parsed == 3
-    path = os.path.join(d, "include", "dev.h")
-    with open(path, "rb") as fh:
-        before = fh.read()
-    _write(path, before.decode().replace("void dev_reset(DevState *s);",
-                                         "void dev_reset(DevState *s);\nvoid dev_stop(void);"))
-    got = facts({path: before})
+    got, fresh = _out_of_scope_step(tmp_path, 'const char *user_why = "dev_stop failed";\n')
     assert (got.parsed, got.carried) == (0, 3)
-    assert got.facts.tus == facts(use_cache=False).facts.tus
+    assert list(got.facts.tus) == fresh
 
 
 # Found by a review of the carry-over (2026-11-26, sixth session): each of

@@ -315,11 +315,13 @@ def changed_names(old: str | None, new: str | None,
     return frozenset(names)
 
 
+@functools.lru_cache(maxsize=1024)
 def top_and_layout(old: str | None, new: str | None) -> tuple[frozenset[str], frozenset[str]]:
     """Of what differs between two versions of a header: the names declared
     at file scope (not struct members: those belong to their struct; an
     enum's enumerators are file-scope names), and the tags and typedef names
-    of the structs and unions whose members changed (their layout)."""
+    of the structs and unions whose members changed (their layout).
+    Memoised by text: asked for each TU that includes the header."""
     a, b = Counter(items(old or "")), Counter(items(new or ""))
     gone = list((a - b).elements())
     came = list((b - a).elements())
@@ -523,9 +525,10 @@ def _balanced_tail(text: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=1024)
 def macro_call_args(old: str | None, new: str | None) -> frozenset[str]:
     """The arguments of the top-level macro invocations that differ between
-    two versions of a header."""
+    two versions of a header. Memoised by text, as top_and_layout()."""
     a, b = Counter(items(old or "")), Counter(items(new or ""))
     out: set[str] = set()
     for it in ((a - b) + (b - a)).elements():
@@ -608,8 +611,6 @@ class Carrier:
         self._text: dict[str, str | None] = {}
         self._macros: dict[str, dict[str, frozenset[str]]] = {}
         self._names: dict[tuple[object, ...], frozenset[str] | None] = {}
-        self._stem_memo: dict[str, frozenset[str]] = {}
-        self._top_memo: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
         self._lines: dict[str, dict[int, int]] = {}
         self._fn_change: dict[str, bool] = {}
         self._idmemo: dict[str, frozenset[str]] = {}
@@ -707,7 +708,7 @@ class Carrier:
             # declares: `typedef struct A Foo;` becoming `struct B`), or a
             # struct whose members changed named next to a static assertion.
             for path in changed:
-                top, layout = self._top_layout(path)
+                top, layout = top_and_layout(self._old(path), self.text(path))
                 for inc in includes:
                     if inc == path:
                         continue
@@ -766,7 +767,7 @@ class Carrier:
         # (xyz_co): any name the TU sees that holds one of them counts.
         stems: set[str] = set()
         for path in changed:
-            stems |= self._call_stems(path)
+            stems |= macro_call_args(self._old(path), self.text(path))
         if stems and any(stem in x for x in seen for stem in stems):
             return None
         # __COUNTER__ counts its expansions across the TU: code the change
@@ -897,18 +898,6 @@ class Carrier:
                     found.append(_arg_in_body(body, c.callee, i))
                 todo += [x for x in _ID.findall(body) if x not in seen and defs(x)]
         return bool(found) and all(a == "__LINE__" for a in found)
-
-    def _top_layout(self, path: str) -> tuple[frozenset[str], frozenset[str]]:
-        got = self._top_memo.get(path)
-        if got is None:
-            got = self._top_memo[path] = top_and_layout(self._old(path), self.text(path))
-        return got
-
-    def _call_stems(self, path: str) -> frozenset[str]:
-        got = self._stem_memo.get(path)
-        if got is None:
-            got = self._stem_memo[path] = macro_call_args(self._old(path), self.text(path))
-        return got
 
     def same_meaning(self, a: Splice, b: Splice) -> bool:
         """Do the names the change uses mean the same in both TUs? The files
@@ -1126,9 +1115,8 @@ def _moved_call(c: Call, m: dict[int, int],
     it; or be a constant. Where that line did not move, nothing changes.
     Where it did, the value is moved only when `__LINE__` is written as that
     very argument (`bql_lock_impl(__FILE__, __LINE__)`), or in the body of
-    the macro the call was written as (`line_arg`: bql_lock(), assert());
-    any other case
-    (a macro that may pass __LINE__ or a constant: bql_lock(), DEV_SET(s,
+    the macro the call was written as (`line_arg`: bql_lock(), assert()).
+    Any other case (a macro that may pass __LINE__ or a constant: DEV_SET(s,
     24), `#define HERE __LINE__, 24`) cannot be told from the facts, and the
     TU is parsed (KeyError)."""
     line = m[c.line] if c.line > 0 else c.line
@@ -1157,7 +1145,6 @@ def _moved(facts: TUFacts, maps: dict[str, dict[int, int]],
     def node(n: Node, file: str) -> Node:
         return replace(n, line=ln(file, n.line),
                        branches=tuple(tuple(node(x, file) for x in br) for br in n.branches))
-
 
     if not any(f.file in maps for f in facts.functions) and not any(
             c.file in maps for c in facts.calls) and not any(
